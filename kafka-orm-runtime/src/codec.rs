@@ -1,0 +1,41 @@
+//! Payload encoding. JSON through serde is the default; a topic can name its own
+//! [`Codec`] with `#[topic(codec = "path::MyCodec")]`.
+
+use std::error::Error as StdError;
+
+/// Boxed error a codec returns; kafka-orm wraps it in a typed [`crate::Error`] that says
+/// which topic, partition and offset failed.
+pub type CodecError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Turns a topic's values into payload bytes and back.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a kafka-orm codec for `{T}`",
+    note = "implement `kafka_orm::Codec<{T}>` for it, or use the default JSON format (which needs `serde::Serialize` and `serde::Deserialize` on `{T}`)"
+)]
+pub trait Codec<T>: Send + Sync + 'static {
+    /// Short name used in logs and the registry, e.g. `"json"`.
+    const NAME: &'static str;
+    /// Encodes `value` into `out` (which is empty).
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError>;
+    /// Decodes one payload.
+    fn decode(bytes: &[u8]) -> Result<T, CodecError>;
+}
+
+/// The default codec: JSON through serde.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json;
+
+impl<T> Codec<T> for Json
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    const NAME: &'static str = "json";
+
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        serde_json::to_writer(out, value).map_err(Into::into)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T, CodecError> {
+        serde_json::from_slice(bytes).map_err(Into::into)
+    }
+}

@@ -1,0 +1,147 @@
+//! The one error type of kafka-orm: every failure says what failed and where.
+
+use std::time::Duration;
+
+use crate::codec::CodecError;
+
+/// Result with kafka-orm's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in kafka-orm, each variant naming the topic, type,
+/// partition or offset involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two types claim one Kafka topic with settings that disagree.
+    #[error("topic `{topic}` is claimed by both `{first}` and `{second}` with different settings: {difference}")]
+    DuplicateTopic {
+        /// The contested topic.
+        topic: String,
+        /// The first type.
+        first: String,
+        /// The second type.
+        second: String,
+        /// What differs.
+        difference: String,
+    },
+
+    /// The builder was not given something it needs.
+    #[error("kafka-orm is not configured: {0}")]
+    Config(String),
+
+    /// The context was asked for a feature that needs a database and has none.
+    #[error("`{operation}` on topic `{topic}` needs a database: call `.database(..)` on the builder")]
+    NoDatabase {
+        /// What was attempted.
+        operation: &'static str,
+        /// The topic.
+        topic: &'static str,
+    },
+
+    /// A topic has no consumer group, and the context has no default group.
+    #[error("topic `{topic}` has no consumer group: add `group = \"..\"` to `#[topic(..)]` or call `.group_id(..)` on the builder")]
+    NoGroup {
+        /// The topic.
+        topic: &'static str,
+    },
+
+    /// The broker could not be reached in time.
+    #[error("cannot reach Kafka at `{bootstrap}` within {timeout:?}: {reason}")]
+    Unreachable {
+        /// The bootstrap servers tried.
+        bootstrap: String,
+        /// How long we waited.
+        timeout: Duration,
+        /// The last error seen.
+        reason: String,
+    },
+
+    /// Creating or describing topics failed.
+    #[error("admin operation on topic `{topic}` failed: {reason}")]
+    Admin {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        reason: String,
+    },
+
+    /// A value could not be encoded.
+    #[error("cannot encode a `{type_name}` for topic `{topic}`: {source}")]
+    Encode {
+        /// The topic.
+        topic: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+        /// The codec's error.
+        #[source]
+        source: CodecError,
+    },
+
+    /// A payload could not be decoded; the consumer stream goes on after it.
+    #[error("cannot decode the message at {topic}[{partition}]@{offset} as `{type_name}`: {source}")]
+    Decode {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// The Rust type.
+        type_name: &'static str,
+        /// The raw payload, kept so it can be inspected or dead-lettered.
+        payload: Option<Vec<u8>>,
+        /// The codec's error.
+        #[source]
+        source: CodecError,
+    },
+
+    /// The broker did not acknowledge a message.
+    #[error("delivery to topic `{topic}` failed: {source}")]
+    Delivery {
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// Any other Kafka client error, with what was being done.
+    #[error("Kafka error while {context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// A database error, with what was being done.
+    #[error("database error while {context}: {source}")]
+    Database {
+        /// What was being done.
+        context: String,
+        /// SeaORM's error.
+        #[source]
+        source: sea_orm::DbErr,
+    },
+
+    /// The consumer or producer was shut down.
+    #[error("kafka-orm is shutting down")]
+    Shutdown,
+}
+
+impl Error {
+    pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Error::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn db(context: impl Into<String>, source: sea_orm::DbErr) -> Self {
+        Error::Database {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Runtime of [kafka-orm](https://docs.rs/kafka-orm): the context, typed producers and
+//! consumers, the registry of topics, codecs and errors.
+//!
+//! Users depend on the `kafka-orm` facade crate, which re-exports this crate's public API;
+//! the items here are documented there.
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod consumer;
+pub mod context;
+pub mod error;
+pub mod key;
+pub mod producer;
+pub mod registry;
+pub mod topic;
+
+pub use codec::{Codec, Json};
+pub use consumer::{Delivery, TopicConsumer};
+pub use context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
+pub use error::{Error, Result};
+pub use key::{DedupPart, DedupValue, KeyPart};
+pub use producer::Headers;
+pub use registry::TopicRegistration;
+pub use topic::{Consumable, Direction, InboxTopic, OutboxTopic, Producible, Topic, TopicSpec};

@@ -1,0 +1,270 @@
+//! The [`Topic`] trait that `#[derive(Topic)]` implements, and the static
+//! [`TopicSpec`] describing one topic's settings.
+//!
+//! Everything here is data: the derive emits constants and two small accessors,
+//! and all behaviour lives in generic runtime code (producer, consumer, outbox,
+//! inbox) that reads the spec.
+
+use crate::codec::Codec;
+use crate::key::{DedupValue, KeyBytes};
+
+/// A Rust type mapped to one Kafka topic.
+///
+/// Implemented by `#[derive(Topic)]`; implementing it by hand is possible but the
+/// derive checks the attribute at compile time, which a hand-written impl does not.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a kafka-orm topic",
+    label = "this type has no `#[derive(kafka_orm::Topic)]`",
+    note = "add `#[derive(kafka_orm::Topic)]` and `#[topic(name = \"...\")]` to the type"
+)]
+pub trait Topic: Sized + Send + Sync + 'static {
+    /// All settings from the `#[topic(..)]` attribute.
+    const SPEC: &'static TopicSpec;
+
+    /// How the payload is encoded: [`crate::codec::Json`] unless `codec = "..."` is given.
+    type Codec: Codec<Self>;
+
+    /// The Kafka message key, built from the `key` field(s); `None` when the topic has no key.
+    ///
+    /// One field is written in its text form (a `String` as is, integers in decimal, a
+    /// `Uuid` hyphenated); several fields are written as a JSON array, so that keys from
+    /// other languages' producers are easy to build.
+    fn key(&self) -> Option<KeyBytes>;
+
+    /// The inbox deduplication key from the `inbox(dedup = ..)` field(s), in declaration
+    /// order; empty when the topic dedups on the message-id header (bare `inbox`) or has
+    /// no inbox.
+    fn dedup_key(&self) -> Vec<DedupValue>;
+}
+
+/// Marker: the topic may be produced to (it is not `consume_only`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be produced: the topic is declared `consume_only`",
+    note = "remove `consume_only` from `#[topic(..)]` to produce to it"
+)]
+pub trait Producible: Topic {}
+
+/// Marker: the topic may be consumed (it is not `produce_only`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be consumed: the topic is declared `produce_only`",
+    note = "remove `produce_only` from `#[topic(..)]` to consume it"
+)]
+pub trait Consumable: Topic {}
+
+/// Marker: the topic has a transactional outbox (`#[topic(outbox)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no outbox",
+    note = "add `outbox` to `#[topic(..)]` to publish through the transactional outbox"
+)]
+pub trait OutboxTopic: Producible {}
+
+/// Marker: the topic has an inbox (`#[topic(inbox)]` or `#[topic(inbox(dedup = ..))]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no inbox",
+    note = "add `inbox` or `inbox(dedup = \"field\")` to `#[topic(..)]`"
+)]
+pub trait InboxTopic: Consumable {}
+
+/// The settings of one topic, built at compile time by the derive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicSpec {
+    /// Rust path of the type, e.g. `my_app::events::OrderCreated`.
+    pub type_name: &'static str,
+    /// Kafka topic name.
+    pub name: &'static str,
+    /// Fields the message key is built from, in order; empty for no key.
+    pub key_fields: &'static [&'static str],
+    /// Payload format: `"json"` or the path of the user codec.
+    pub format: &'static str,
+    /// Which directions the topic may be used in.
+    pub direction: Direction,
+    /// Consumer group; `None` uses the context's default group.
+    pub group: Option<&'static str>,
+    /// Partitions to create the topic with when it is missing (`None`: broker default).
+    pub partitions: Option<i32>,
+    /// Replication factor to create the topic with (`None`: broker default).
+    pub replication: Option<i32>,
+    /// Transactional outbox settings, when `outbox` is set.
+    pub outbox: Option<OutboxSpec>,
+    /// Inbox settings, when `inbox` is set.
+    pub inbox: Option<InboxSpec>,
+    /// In-place retry policy of the consumer.
+    pub retry: Option<RetrySpec>,
+    /// Whether failed messages go through delayed retry topics (Spring-style tiers).
+    pub retry_topics: bool,
+    /// Dead-letter topic, when `dlq` is set.
+    pub dlq: Option<DlqSpec>,
+}
+
+/// Which ways a topic may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Produced and consumed (the default).
+    Both,
+    /// `produce_only`: this service never consumes it.
+    ProduceOnly,
+    /// `consume_only`: this service never produces to it.
+    ConsumeOnly,
+}
+
+/// Outbox settings (`outbox`, `outbox_table = ".."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxSpec {
+    /// Table the outbox rows are stored in.
+    pub table: &'static str,
+}
+
+/// Inbox settings (`inbox(dedup = .., retention = "7d")`, `inbox_table = ".."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxSpec {
+    /// Table the inbox rows are stored in.
+    pub table: &'static str,
+    /// Fields the deduplication key is built from; empty: the message-id header.
+    pub dedup_fields: &'static [&'static str],
+    /// How long inbox rows are kept, in seconds (default 7 days).
+    pub retention_secs: u64,
+}
+
+/// In-place retry policy (`retry(attempts = 5, backoff = "100ms", max_backoff = "30s")`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetrySpec {
+    /// Total attempts, the first one included (>= 1).
+    pub attempts: u32,
+    /// First backoff, in milliseconds; doubled per attempt.
+    pub backoff_ms: u64,
+    /// Cap on the backoff, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+/// Dead-letter topic settings (`dlq` or `dlq = "name"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DlqSpec {
+    /// Name of the dead-letter topic (default: `<topic>.dlq`).
+    pub topic: &'static str,
+}
+
+/// Default inbox retention: 7 days.
+pub const DEFAULT_INBOX_RETENTION_SECS: u64 = 7 * 24 * 3600;
+
+impl TopicSpec {
+    /// A spec with only the required parts set; the derive adds the rest with the
+    /// `const` builder methods below, which keeps the expansion short.
+    pub const fn new(type_name: &'static str, name: &'static str) -> Self {
+        TopicSpec {
+            type_name,
+            name,
+            key_fields: &[],
+            format: "json",
+            direction: Direction::Both,
+            group: None,
+            partitions: None,
+            replication: None,
+            outbox: None,
+            inbox: None,
+            retry: None,
+            retry_topics: false,
+            dlq: None,
+        }
+    }
+
+    /// Sets the key fields.
+    pub const fn key_fields(mut self, fields: &'static [&'static str]) -> Self {
+        self.key_fields = fields;
+        self
+    }
+    /// Sets the payload format (`"json"` or a codec path).
+    pub const fn format(mut self, format: &'static str) -> Self {
+        self.format = format;
+        self
+    }
+    /// Sets the direction (`produce_only` / `consume_only`).
+    pub const fn direction(mut self, direction: Direction) -> Self {
+        self.direction = direction;
+        self
+    }
+    /// Sets the consumer group.
+    pub const fn group(mut self, group: &'static str) -> Self {
+        self.group = Some(group);
+        self
+    }
+    /// Sets the partition count used when the topic is created.
+    pub const fn partitions(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+    /// Sets the replication factor used when the topic is created.
+    pub const fn replication(mut self, replication: i32) -> Self {
+        self.replication = Some(replication);
+        self
+    }
+    /// Enables the transactional outbox.
+    pub const fn outbox(mut self, outbox: OutboxSpec) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+    /// Enables the inbox.
+    pub const fn inbox(mut self, inbox: InboxSpec) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+    /// Sets the in-place retry policy.
+    pub const fn retry(mut self, retry: RetrySpec) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+    /// Enables delayed retry topics.
+    pub const fn retry_topics(mut self) -> Self {
+        self.retry_topics = true;
+        self
+    }
+    /// Enables the dead-letter topic.
+    pub const fn dlq(mut self, dlq: DlqSpec) -> Self {
+        self.dlq = Some(dlq);
+        self
+    }
+}
+
+impl OutboxSpec {
+    /// Outbox stored in `table`.
+    pub const fn new(table: &'static str) -> Self {
+        OutboxSpec { table }
+    }
+}
+
+impl InboxSpec {
+    /// Inbox stored in `table`, deduplicating on `dedup_fields`, keeping rows `retention_secs`.
+    pub const fn new(
+        table: &'static str,
+        dedup_fields: &'static [&'static str],
+        retention_secs: u64,
+    ) -> Self {
+        InboxSpec {
+            table,
+            dedup_fields,
+            retention_secs,
+        }
+    }
+}
+
+impl RetrySpec {
+    /// Retry policy; see the field docs.
+    pub const fn new(attempts: u32, backoff_ms: u64, max_backoff_ms: u64) -> Self {
+        RetrySpec {
+            attempts,
+            backoff_ms,
+            max_backoff_ms,
+        }
+    }
+}
+
+impl DlqSpec {
+    /// Dead-letter topic `topic`.
+    pub const fn new(topic: &'static str) -> Self {
+        DlqSpec { topic }
+    }
+}

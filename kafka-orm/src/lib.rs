@@ -1,0 +1,50 @@
+//! # kafka-orm
+//!
+//! Map Rust structs to Kafka topics the way an ORM maps structs to tables.
+#![doc = include_str!("../docs/overview.md")]
+#![warn(missing_docs)]
+
+#[doc = include_str!("../docs/topic.md")]
+pub use kafka_orm_macros::Topic;
+
+pub use kafka_orm_runtime::codec::{self, Codec, CodecError, Json};
+pub use kafka_orm_runtime::consumer::{Delivery, TopicConsumer};
+pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
+pub use kafka_orm_runtime::error::{Error, Result};
+pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyPart};
+pub use kafka_orm_runtime::producer::Headers;
+pub use kafka_orm_runtime::registry::{self, TopicRegistration};
+pub use kafka_orm_runtime::topic::{
+    Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
+    RetrySpec, Topic, TopicSpec,
+};
+
+/// Re-exports of the crates kafka-orm is built on, so users need not pin matching versions.
+pub mod deps {
+    pub use ::rdkafka;
+    pub use ::sea_orm;
+}
+
+/// `use kafka_orm::prelude::*;` brings the derive, the context and the traits into scope.
+pub mod prelude {
+    pub use crate::{Delivery, Error, KafkaOrm, Topic};
+}
+
+/// Used by the code `#[derive(Topic)]` generates. Not public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use ::core::concat;
+    pub use ::core::module_path;
+    pub use ::core::option::Option::{self, None, Some};
+    pub use ::inventory;
+    pub use ::sea_orm;
+    pub use ::serde;
+    pub use ::std::vec::Vec;
+    pub use kafka_orm_runtime::codec::{Codec, Json};
+    pub use kafka_orm_runtime::key::{self, DedupPart, DedupValue, KeyBytes, KeyPart};
+    pub use kafka_orm_runtime::registry::TopicRegistration;
+    pub use kafka_orm_runtime::topic::{
+        Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic,
+        Producible, RetrySpec, Topic, TopicSpec,
+    };
+}
