@@ -1,1 +1,316 @@
-//! placeholder
+//! Typed consuming: a [`Stream`] of decoded [`Delivery`]s with manual commit.
+//!
+//! One background task receives from librdkafka and decodes; the stream hands the
+//! results out in order (per partition, as Kafka delivers them). A payload that cannot be
+//! decoded surfaces as [`Error::Decode`] naming topic, partition and offset, and the
+//! stream goes on with the next message. Offsets are committed only when you say so.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::producer::{Headers, MESSAGE_ID_HEADER};
+use crate::topic::Topic;
+
+/// One message received from a topic, decoded into `T`.
+///
+/// Dereferences to the value; [`Delivery::into_value`] takes it out.
+#[derive(Debug, Clone)]
+pub struct Delivery<T> {
+    value: T,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    headers: Headers,
+    timestamp_ms: Option<i64>,
+}
+
+impl<T> Delivery<T> {
+    /// The decoded value.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+    /// Takes the decoded value.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+    /// The topic it came from.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// The partition it came from.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+    /// Its offset in the partition.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+    /// The raw message key.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    /// The message headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+    /// The kafka-orm message id, when a kafka-orm producer sent it.
+    pub fn message_id(&self) -> Option<&str> {
+        self.headers.get_str(MESSAGE_ID_HEADER)
+    }
+    /// The message timestamp in milliseconds since the epoch, when the broker has one.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.timestamp_ms
+    }
+}
+
+impl<T> Deref for Delivery<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// Decodes one received message for topic `T`.
+pub(crate) fn decode<T: Topic>(m: &BorrowedMessage<'_>) -> Result<Delivery<T>> {
+    let payload = m.payload().unwrap_or_default();
+    match T::Codec::decode(payload) {
+        Ok(value) => Ok(Delivery {
+            value,
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|h| Headers::from_rdkafka(h))
+                .unwrap_or_default(),
+            timestamp_ms: m.timestamp().to_millis(),
+        }),
+        Err(source) => Err(Error::Decode {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            type_name: T::SPEC.type_name,
+            payload: m.payload().map(<[u8]>::to_vec),
+            source,
+        }),
+    }
+}
+
+/// Owns the librdkafka consumer; on drop it unsubscribes and destroys the handle on a
+/// separate thread, so a destroy that waits on the broker never blocks the async runtime.
+pub(crate) struct ConsumerGuard(Option<StreamConsumer>);
+
+impl ConsumerGuard {
+    pub(crate) fn new(consumer: StreamConsumer) -> Self {
+        ConsumerGuard(Some(consumer))
+    }
+    fn get(&self) -> &StreamConsumer {
+        // Only `Drop` takes the consumer out.
+        self.0.as_ref().expect("consumer used after drop")
+    }
+}
+
+impl Drop for ConsumerGuard {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            consumer.unsubscribe();
+            let _ = std::thread::Builder::new()
+                .name("kafka-orm-consumer-close".into())
+                .spawn(move || drop(consumer));
+        }
+    }
+}
+
+/// A stream of `T`s from one topic, in one consumer group, with manual commit.
+///
+/// Created by [`crate::TopicHandle::consume`]. Call [`TopicConsumer::close`] to shut down
+/// in bounded time; dropping it also stops it, in the background.
+pub struct TopicConsumer<T> {
+    rx: mpsc::Receiver<Result<Delivery<T>>>,
+    consumer: Arc<ConsumerGuard>,
+    topic: String,
+    group: String,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Topic> TopicConsumer<T> {
+    pub(crate) fn start(
+        consumer: StreamConsumer,
+        topic: String,
+        group: String,
+        buffer: usize,
+    ) -> Self {
+        let consumer = Arc::new(ConsumerGuard::new(consumer));
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let (stop, mut stopped) = watch::channel(false);
+        let task_consumer = Arc::clone(&consumer);
+        let task = tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    _ = stopped.changed() => break,
+                    msg = task_consumer.get().recv() => match msg {
+                        Ok(m) => decode::<T>(&m),
+                        Err(e) => Err(Error::kafka("receiving messages", e)),
+                    },
+                };
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    sent = tx.send(item) => if sent.is_err() { break },
+                }
+            }
+        });
+        TopicConsumer {
+            rx,
+            consumer,
+            topic,
+            group,
+            stop,
+            task: Some(task),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> TopicConsumer<T> {
+    /// The topic consumed (with the context's namespace, if any).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The next delivery, or `None` once the consumer is closed. Same as the `Stream`.
+    pub async fn next(&mut self) -> Option<Result<Delivery<T>>> {
+        self.rx.recv().await
+    }
+
+    /// Commits `delivery` and everything before it in its partition, and waits until the
+    /// group coordinator has stored it.
+    pub async fn commit(&self, delivery: &Delivery<T>) -> Result<()> {
+        self.commit_at(delivery.partition, delivery.offset).await
+    }
+
+    /// Commits everything up to and including `offset` in `partition` (use it to move past a
+    /// message that failed to decode), and waits until the coordinator has stored it.
+    pub async fn commit_at(&self, partition: i32, offset: i64) -> Result<()> {
+        self.commit_all(&[(partition, offset)]).await
+    }
+
+    /// Commits several partitions at once: for each `(partition, offset)`, everything up to
+    /// and including `offset`. The highest offset per partition wins.
+    pub async fn commit_all(&self, done: &[(i32, i64)]) -> Result<()> {
+        let mut highest: HashMap<i32, i64> = HashMap::new();
+        for &(p, o) in done {
+            let e = highest.entry(p).or_insert(o);
+            *e = (*e).max(o);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in highest {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o + 1))
+                .map_err(|e| Error::kafka(format!("committing to topic `{}`", self.topic), e))?;
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || consumer.get().commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|_| Error::Shutdown)?
+            .map_err(|e| Error::kafka(format!("committing offsets of topic `{topic}`"), e))
+    }
+
+    /// The committed offset (the next one to read) of each assigned partition, as the group
+    /// coordinator has it.
+    pub async fn committed(&self, timeout: Duration) -> Result<Vec<(i32, Option<i64>)>> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        let tpl = tokio::task::spawn_blocking(move || consumer.get().committed(timeout))
+            .await
+            .map_err(|_| Error::Shutdown)?
+            .map_err(|e| Error::kafka(format!("reading committed offsets of `{topic}`"), e))?;
+        Ok(tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| (e.partition(), e.offset().to_raw().filter(|o| *o >= 0)))
+            .collect())
+    }
+
+    /// The partitions currently assigned to this consumer.
+    pub fn assignment(&self) -> Result<Vec<i32>> {
+        let tpl = self
+            .consumer
+            .get()
+            .assignment()
+            .map_err(|e| Error::kafka("reading the assignment", e))?;
+        let mut parts: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        parts.sort_unstable();
+        Ok(parts)
+    }
+
+    /// Stops receiving, leaves the group and releases the client, waiting at most
+    /// `timeout`. Uncommitted deliveries will be delivered again to the group.
+    pub async fn close(mut self, timeout: Duration) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.rx.close();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(timeout, task).await;
+        }
+        let consumer = Arc::clone(&self.consumer);
+        drop(self);
+        let closed = tokio::task::spawn_blocking(move || {
+            consumer.get().unsubscribe();
+            drop(consumer);
+        });
+        match tokio::time::timeout(timeout, closed).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                tracing::warn!(?timeout, "kafka-orm consumer did not close in time; left to finish in the background");
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<T> Drop for TopicConsumer<T> {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl<T> Stream for TopicConsumer<T> {
+    type Item = Result<Delivery<T>>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for TopicConsumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicConsumer")
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,1 +1,602 @@
-//! placeholder
+//! The [`KafkaOrm`] context: one per service, built once at startup, cheap to clone.
+//!
+//! `build()` reads the topics registered by `#[derive(Topic)]`, rejects contradictions,
+//! checks that the broker answers (in bounded time), creates missing topics, and opens the
+//! shared idempotent producer. [`KafkaOrm::topic`] then hands out typed per-topic handles.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use sea_orm::DatabaseConnection;
+
+use crate::consumer::TopicConsumer;
+use crate::error::{Error, Result};
+use crate::producer::{self, DeliveryReport, Headers};
+use crate::registry;
+use crate::topic::{Consumable, Producible, Topic, TopicSpec};
+
+/// Environment variable read by [`KafkaOrmBuilder::bootstrap_from_env`].
+pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
+
+/// The kafka-orm context: registered topics, the shared producer, the optional database.
+///
+/// Cloning is cheap (an `Arc`); clone it into tasks rather than building another.
+#[derive(Clone)]
+pub struct KafkaOrm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bootstrap: String,
+    namespace: String,
+    default_group: Option<String>,
+    common: BTreeMap<String, String>,
+    consumer_overrides: BTreeMap<String, String>,
+    producer: FutureProducer,
+    database: Option<DatabaseConnection>,
+    topics: Vec<&'static TopicSpec>,
+    send_timeout: Duration,
+    consumer_buffer: usize,
+    // Declared last: the embedded broker outlives the clients above.
+    _embedded: Option<EmbeddedBroker>,
+}
+
+/// How to reach Kafka.
+#[derive(Debug, Clone)]
+enum BrokerChoice {
+    Unset,
+    Servers(String),
+    FromEnv,
+    Embedded,
+}
+
+/// Builds a [`KafkaOrm`]; start with [`KafkaOrm::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "call `.build().await` to get the context"]
+pub struct KafkaOrmBuilder {
+    broker: BrokerChoice,
+    namespace: String,
+    default_group: Option<String>,
+    common: BTreeMap<String, String>,
+    producer_overrides: BTreeMap<String, String>,
+    consumer_overrides: BTreeMap<String, String>,
+    database: Option<DatabaseConnection>,
+    create_topics: bool,
+    connect_timeout: Duration,
+    send_timeout: Duration,
+    consumer_buffer: usize,
+}
+
+impl KafkaOrm {
+    /// Starts configuring a context.
+    pub fn builder() -> KafkaOrmBuilder {
+        KafkaOrmBuilder {
+            broker: BrokerChoice::Unset,
+            namespace: String::new(),
+            default_group: None,
+            common: BTreeMap::new(),
+            producer_overrides: BTreeMap::new(),
+            consumer_overrides: BTreeMap::new(),
+            database: None,
+            create_topics: true,
+            connect_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            consumer_buffer: 1024,
+        }
+    }
+
+    /// The typed handle of topic `T`: produce to it, consume it.
+    pub fn topic<T: Topic>(&self) -> TopicHandle<T> {
+        TopicHandle {
+            orm: self.clone(),
+            group: None,
+            _type: PhantomData,
+        }
+    }
+
+    /// The bootstrap servers in use (the embedded broker's address in embedded mode).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.inner.bootstrap
+    }
+
+    /// Every topic registered in this binary, as validated at startup.
+    pub fn topics(&self) -> &[&'static TopicSpec] {
+        &self.inner.topics
+    }
+
+    /// The Kafka topic name of `spec` in this context (namespace prefix applied).
+    pub fn topic_name(&self, spec: &TopicSpec) -> String {
+        format!("{}{}", self.inner.namespace, spec.name)
+    }
+
+    /// The database given to the builder, if any.
+    pub fn database(&self) -> Option<&DatabaseConnection> {
+        self.inner.database.as_ref()
+    }
+
+    /// Waits until every message produced so far is acknowledged, at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.producer.flush(timeout))
+            .await
+            .map_err(|_| Error::Shutdown)?
+            .map_err(|e| Error::kafka("flushing the producer", e))
+    }
+
+    /// A librdkafka configuration with the context's common settings (bootstrap servers and
+    /// everything passed through with [`KafkaOrmBuilder::set`]).
+    pub fn client_config(&self) -> ClientConfig {
+        client_config(&self.inner.bootstrap, &self.inner.common)
+    }
+
+    fn group_for(&self, spec: &'static TopicSpec, explicit: Option<&str>) -> Result<String> {
+        let group = explicit
+            .or(spec.group)
+            .or(self.inner.default_group.as_deref())
+            .ok_or(Error::NoGroup { topic: spec.name })?;
+        Ok(format!("{}{}", self.inner.namespace, group))
+    }
+}
+
+impl std::fmt::Debug for KafkaOrm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaOrm")
+            .field("bootstrap", &self.inner.bootstrap)
+            .field("namespace", &self.inner.namespace)
+            .field("topics", &self.inner.topics.len())
+            .field("database", &self.inner.database.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn client_config(bootstrap: &str, settings: &BTreeMap<String, String>) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap);
+    for (k, v) in settings {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+impl KafkaOrmBuilder {
+    /// Kafka's bootstrap servers, e.g. `"localhost:9092"`.
+    pub fn bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+        self.broker = BrokerChoice::Servers(servers.into());
+        self
+    }
+
+    /// Reads the bootstrap servers from `KAFKA_BOOTSTRAP_SERVERS` at `build()`; building
+    /// fails with a clear error when it is not set.
+    pub fn bootstrap_from_env(mut self) -> Self {
+        self.broker = BrokerChoice::FromEnv;
+        self
+    }
+
+    /// Runs an in-process broker (librdkafka's mock cluster) inside this process: for
+    /// demos and quick tests with zero setup. It is not Kafka: no admin API, no persistence.
+    pub fn embedded(mut self) -> Self {
+        self.broker = BrokerChoice::Embedded;
+        self
+    }
+
+    /// Prefixes every topic name and consumer group with `namespace` (e.g. `"staging."`), so
+    /// several environments or test runs can share one cluster.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Consumer group for topics that do not set `group = ".."`.
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.default_group = Some(group.into());
+        self
+    }
+
+    /// The database for the outbox and the inbox.
+    pub fn database(mut self, db: DatabaseConnection) -> Self {
+        self.database = Some(db);
+        self
+    }
+
+    /// Passes a librdkafka setting to every client (producer, consumers, admin), e.g.
+    /// `.set("security.protocol", "SASL_SSL")`.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.common.insert(key.into(), value.into());
+        self
+    }
+
+    /// Passes a librdkafka setting to the producer only, e.g. `.producer_set("linger.ms", "1")`.
+    pub fn producer_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.producer_overrides.insert(key.into(), value.into());
+        self
+    }
+
+    /// Passes a librdkafka setting to consumers only, e.g.
+    /// `.consumer_set("auto.offset.reset", "latest")`.
+    pub fn consumer_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.consumer_overrides.insert(key.into(), value.into());
+        self
+    }
+
+    /// Whether `build()` creates registered topics that are missing (default: yes).
+    pub fn create_topics(mut self, create: bool) -> Self {
+        self.create_topics = create;
+        self
+    }
+
+    /// How long `build()` waits for the broker to answer before failing (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a produce may wait for room in the local queue (default 30 s); delivery
+    /// itself is bounded by librdkafka's `message.timeout.ms`.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+
+    /// How many decoded messages a consumer buffers ahead of the caller (default 1024).
+    pub fn consumer_buffer(mut self, messages: usize) -> Self {
+        self.consumer_buffer = messages;
+        self
+    }
+
+    /// Validates the registry, connects, creates missing topics and opens the producer.
+    pub async fn build(self) -> Result<KafkaOrm> {
+        let topics = registry::registered_topics();
+        registry::validate(&topics)?;
+
+        let (bootstrap, embedded) = match self.broker {
+            BrokerChoice::Servers(s) => (s, None),
+            BrokerChoice::FromEnv => match std::env::var(BOOTSTRAP_ENV) {
+                Ok(s) if !s.trim().is_empty() => (s, None),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "`{BOOTSTRAP_ENV}` is not set; set it to the broker address (host:port)"
+                    )));
+                }
+            },
+            BrokerChoice::Embedded => {
+                let broker = EmbeddedBroker::start()?;
+                (broker.bootstrap.clone(), Some(broker))
+            }
+            BrokerChoice::Unset => {
+                return Err(Error::Config(
+                    "no broker: call `.bootstrap_servers(..)`, `.bootstrap_from_env()` or `.embedded()`"
+                        .into(),
+                ));
+            }
+        };
+
+        let mut producer_cfg = client_config(&bootstrap, &self.common);
+        producer_cfg
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000");
+        for (k, v) in &self.producer_overrides {
+            producer_cfg.set(k, v);
+        }
+        let producer: FutureProducer = producer_cfg
+            .create()
+            .map_err(|e| Error::kafka("creating the producer", e))?;
+
+        wait_for_broker(&producer, &bootstrap, self.connect_timeout).await?;
+
+        if self.create_topics {
+            match &embedded {
+                Some(broker) => broker.create_topics(&topics, &self.namespace)?,
+                None => {
+                    create_topics(
+                        &bootstrap,
+                        &self.common,
+                        &topics,
+                        &self.namespace,
+                        self.connect_timeout,
+                    )
+                    .await?
+                }
+            }
+        }
+        tracing::info!(
+            bootstrap = %bootstrap,
+            topics = ?topics.iter().map(|t| t.name).collect::<Vec<_>>(),
+            "kafka-orm context ready"
+        );
+
+        Ok(KafkaOrm {
+            inner: Arc::new(Inner {
+                bootstrap,
+                namespace: self.namespace,
+                default_group: self.default_group,
+                common: self.common,
+                consumer_overrides: self.consumer_overrides,
+                producer,
+                database: self.database,
+                topics,
+                send_timeout: self.send_timeout,
+                consumer_buffer: self.consumer_buffer,
+                _embedded: embedded,
+            }),
+        })
+    }
+}
+
+/// Fetches cluster metadata within `timeout`, so a wrong address fails fast and clearly.
+async fn wait_for_broker(
+    producer: &FutureProducer,
+    bootstrap: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let client = producer.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(None, timeout)
+            .map(|m| m.brokers().len())
+    })
+    .await
+    .map_err(|_| Error::Shutdown)?;
+    match result {
+        Ok(n) if n > 0 => Ok(()),
+        Ok(_) => Err(Error::Unreachable {
+            bootstrap: bootstrap.to_string(),
+            timeout,
+            reason: "the cluster reported no brokers".into(),
+        }),
+        Err(e) => Err(Error::Unreachable {
+            bootstrap: bootstrap.to_string(),
+            timeout,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Every Kafka topic the registered specs need: the topics and their dead-letter topics.
+fn wanted_topics(
+    specs: &[&'static TopicSpec],
+    namespace: &str,
+) -> BTreeMap<String, (Option<i32>, Option<i32>)> {
+    let mut wanted = BTreeMap::new();
+    for spec in specs {
+        let shape = (spec.partitions, spec.replication);
+        wanted.insert(format!("{namespace}{}", spec.name), shape);
+        if let Some(dlq) = spec.dlq {
+            wanted
+                .entry(format!("{namespace}{}", dlq.topic))
+                .or_insert(shape);
+        }
+    }
+    wanted
+}
+
+/// Creates missing topics through the admin API; existing ones are left as they are (a
+/// partition count that differs from the declared one is logged, never changed).
+async fn create_topics(
+    bootstrap: &str,
+    common: &BTreeMap<String, String>,
+    specs: &[&'static TopicSpec],
+    namespace: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let wanted = wanted_topics(specs, namespace);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, common)
+        .create()
+        .map_err(|e| Error::kafka("creating the admin client", e))?;
+    let new_topics: Vec<NewTopic<'_>> = wanted
+        .iter()
+        .map(|(name, (partitions, replication))| {
+            NewTopic::new(
+                name,
+                partitions.unwrap_or(-1),
+                TopicReplication::Fixed(replication.unwrap_or(-1)),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = admin
+        .create_topics(&new_topics, &opts)
+        .await
+        .map_err(|e| Error::kafka("creating topics", e))?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::Admin {
+                    topic: name,
+                    reason: code.to_string(),
+                });
+            }
+        }
+    }
+    // Compare the live partition counts with what the types declare.
+    tokio::task::spawn_blocking(move || {
+        for (name, (partitions, _)) in &wanted {
+            let Some(declared) = partitions else { continue };
+            let Ok(meta) = admin.inner().fetch_metadata(Some(name), timeout) else {
+                continue;
+            };
+            if let Some(t) = meta.topics().first()
+                && t.partitions().len() as i32 != *declared
+            {
+                tracing::warn!(
+                    topic = %name,
+                    declared,
+                    actual = t.partitions().len(),
+                    "topic exists with a different partition count; it is left as it is"
+                );
+            }
+        }
+    })
+    .await
+    .map_err(|_| Error::Shutdown)
+}
+
+/// The handle of one topic `T` in a context: produce, consume.
+///
+/// Get it with [`KafkaOrm::topic`]; it is cheap to create and to clone.
+pub struct TopicHandle<T> {
+    orm: KafkaOrm,
+    group: Option<String>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TopicHandle<T> {
+    fn clone(&self) -> Self {
+        TopicHandle {
+            orm: self.orm.clone(),
+            group: self.group.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Topic> TopicHandle<T> {
+    /// The topic's settings.
+    pub fn spec(&self) -> &'static TopicSpec {
+        T::SPEC
+    }
+
+    /// The Kafka topic name (with the context's namespace).
+    pub fn name(&self) -> String {
+        self.orm.topic_name(T::SPEC)
+    }
+
+    /// Uses consumer group `group` for this handle instead of the topic's or context's.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+}
+
+impl<T: Producible> TopicHandle<T> {
+    /// Produces `value` (key from the key fields, message-id header stamped) and waits for
+    /// the broker's acknowledgement.
+    pub async fn produce(&self, value: &T) -> Result<DeliveryReport> {
+        self.produce_with_headers(value, Headers::new()).await
+    }
+
+    /// Produces `value` with extra headers.
+    pub async fn produce_with_headers(&self, value: &T, headers: Headers) -> Result<DeliveryReport> {
+        let msg = producer::encode(value, headers)?;
+        let inner = &self.orm.inner;
+        producer::send(&inner.producer, &self.name(), msg, inner.send_timeout).await
+    }
+
+    /// Produces many values concurrently (batched by librdkafka) and waits for every
+    /// acknowledgement; reports come back in input order. Encoding errors fail the whole
+    /// call before anything is sent.
+    pub async fn produce_all<'a, I>(&self, values: I) -> Result<Vec<DeliveryReport>>
+    where
+        I: IntoIterator<Item = &'a T>,
+    {
+        let msgs = values
+            .into_iter()
+            .map(|v| producer::encode(v, Headers::new()))
+            .collect::<Result<Vec<_>>>()?;
+        let inner = &self.orm.inner;
+        producer::send_all(&inner.producer, &self.name(), msgs, inner.send_timeout).await
+    }
+}
+
+impl<T: Consumable> TopicHandle<T> {
+    /// Subscribes to the topic in its consumer group and returns a stream of deliveries.
+    ///
+    /// Nothing is committed automatically: call [`TopicConsumer::commit`]. A new group
+    /// starts at the earliest offset unless `auto.offset.reset` is set otherwise.
+    pub async fn consume(&self) -> Result<TopicConsumer<T>> {
+        let inner = &self.orm.inner;
+        let group = self.orm.group_for(T::SPEC, self.group.as_deref())?;
+        let topic = self.name();
+        let mut cfg = client_config(&inner.bootstrap, &inner.common);
+        cfg.set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &inner.consumer_overrides {
+            cfg.set(k, v);
+        }
+        let consumer: StreamConsumer = cfg
+            .create()
+            .map_err(|e| Error::kafka(format!("creating a consumer for `{topic}`"), e))?;
+        consumer
+            .subscribe(&[&topic])
+            .map_err(|e| Error::kafka(format!("subscribing to `{topic}`"), e))?;
+        Ok(TopicConsumer::start(
+            consumer,
+            topic,
+            group,
+            inner.consumer_buffer,
+        ))
+    }
+}
+
+/// librdkafka's in-process mock cluster, owned by a dedicated thread: the cluster handle
+/// is not `Send`, so it never leaves that thread; dropping this stops it.
+struct EmbeddedBroker {
+    bootstrap: String,
+    commands: std::sync::mpsc::Sender<EmbeddedCommand>,
+}
+
+type EmbeddedCommand = (String, i32, std::sync::mpsc::Sender<Result<()>>);
+
+impl EmbeddedBroker {
+    fn start() -> Result<Self> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (commands, command_rx) = std::sync::mpsc::channel::<EmbeddedCommand>();
+        std::thread::Builder::new()
+            .name("kafka-orm-embedded-broker".into())
+            .spawn(move || {
+                let cluster = match rdkafka::mocking::MockCluster::new(1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::kafka("starting the embedded broker", e)));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                // Serve topic creations until the context is dropped.
+                for (topic, partitions, reply) in command_rx {
+                    let result = cluster
+                        .create_topic(&topic, partitions, 1)
+                        .map_err(|e| Error::kafka(format!("creating topic `{topic}`"), e));
+                    let _ = reply.send(result);
+                }
+            })
+            .map_err(|e| Error::Config(format!("cannot start the embedded broker thread: {e}")))?;
+        let bootstrap = ready_rx
+            .recv()
+            .map_err(|_| Error::Config("the embedded broker thread died".into()))??;
+        Ok(EmbeddedBroker {
+            bootstrap,
+            commands,
+        })
+    }
+
+    fn create_topics(&self, specs: &[&'static TopicSpec], namespace: &str) -> Result<()> {
+        for (name, (partitions, _)) in wanted_topics(specs, namespace) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.commands
+                .send((name, partitions.unwrap_or(1), tx))
+                .map_err(|_| Error::Config("the embedded broker stopped".into()))?;
+            rx.recv()
+                .map_err(|_| Error::Config("the embedded broker stopped".into()))??;
+        }
+        Ok(())
+    }
+}
