@@ -137,5 +137,4 @@ impl Error {
             source,
         }
     }
-    }
 }
