@@ -12,7 +12,9 @@ pub use kafka_orm_runtime::consumer::{Delivery, TopicConsumer};
 pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use kafka_orm_runtime::error::{Error, Result};
 pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyPart};
-pub use kafka_orm_runtime::producer::Headers;
+pub use kafka_orm_runtime::producer::{
+    DeliveryReport, Headers, MESSAGE_ID_HEADER, TRACEPARENT_HEADER, TYPE_HEADER,
+};
 pub use kafka_orm_runtime::registry::{self, TopicRegistration};
 pub use kafka_orm_runtime::topic::{
     Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
