@@ -82,10 +82,16 @@ pub fn check(cx: &Ctxt, input: &DeriveInput, attrs: &Attrs) {
 
 /// A struct with named fields, or an error saying why the shape is not supported.
 fn check_shape<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<&'a FieldsNamed> {
-    if !input.generics.params.is_empty() {
+    let generics = &input.generics;
+    if generics.type_params().next().is_some() || generics.const_params().next().is_some() {
         cx.error_spanned_by(
-            &input.generics,
+            generics,
             "a topic type must be concrete: generics are not supported because the registry needs one type per topic",
+        );
+    } else if generics.lifetimes().next().is_some() {
+        cx.error_spanned_by(
+            generics,
+            "a topic type must own its data: lifetime parameters are not supported because consumers decode each message into an owned value; use owned fields like `String` instead of `&str`",
         );
     }
     let ident = &input.ident;
@@ -95,7 +101,7 @@ fn check_shape<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<&'a FieldsNamed>
             Fields::Unnamed(unnamed) => cx.error_spanned_by(
                 unnamed,
                 format!(
-                    "`#[derive(Topic)]` needs a struct with named fields: `key` and `dedup` name fields, and a tuple struct's fields have no names; write `struct {ident} {{ .. }}`"
+                    "`#[derive(Topic)]` needs a struct with named fields: `key` and `dedup` refer to fields by name, and a tuple struct's fields have no names; write `struct {ident} {{ .. }}`"
                 ),
             ),
             Fields::Unit => cx.error_spanned_by(
@@ -107,11 +113,11 @@ fn check_shape<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<&'a FieldsNamed>
         },
         Data::Enum(data) => cx.error_spanned_by(
             data.enum_token,
-            "`#[derive(Topic)]` does not support enums: a topic type is a struct whose named fields `key` and `dedup` refer to; put the enum in a field of a struct",
+            "`#[derive(Topic)]` needs a struct with named fields, not an enum: `key` and `dedup` refer to fields by name; put the enum in a field of a struct",
         ),
         Data::Union(data) => cx.error_spanned_by(
             data.union_token,
-            "`#[derive(Topic)]` does not support unions: a topic type is a struct with named fields that serde can encode",
+            "`#[derive(Topic)]` needs a struct with named fields, not a union: `key` and `dedup` refer to fields by name, and a union cannot be encoded safely",
         ),
     }
     None
@@ -411,7 +417,12 @@ pub(crate) fn positive_int(lit: &LitInt, key: Symbol, max: u64) -> Result<u64, S
         .base10_parse()
         .map_err(|_| format!("`{key}` must be at most {max}"))?;
     if value < 1 {
-        return Err(format!("`{key}` must be at least 1"));
+        let why = if key == ATTEMPTS {
+            " (the first attempt counts)"
+        } else {
+            ""
+        };
+        return Err(format!("`{key}` must be at least 1{why}"));
     }
     if value > i128::from(max) {
         return Err(format!("`{key}` must be at most {max}"));
@@ -616,13 +627,25 @@ mod tests {
                 A,
             }
         ));
-        assert!(en[0].contains("does not support enums"), "{en:?}");
+        assert!(en[0].contains("not an enum"), "{en:?}");
         let generic = errors(parse_quote!(
             struct G<T> {
                 t: T,
             }
         ));
         assert!(generic[0].contains("must be concrete"), "{generic:?}");
+        let lifetime = errors(parse_quote!(
+            struct L<'a> {
+                s: &'a str,
+            }
+        ));
+        assert!(lifetime[0].contains("must own its data"), "{lifetime:?}");
+        let konst = errors(parse_quote!(
+            struct C<const N: usize> {
+                a: [u8; N],
+            }
+        ));
+        assert!(konst[0].contains("must be concrete"), "{konst:?}");
         let field_attr = errors(parse_quote!(
             struct F {
                 #[topic(key)]
@@ -706,7 +729,7 @@ mod tests {
                 "unknown format `avro`; the built-in format is `json`; for another encoding implement `kafka_orm::Codec` and write `codec = \"path::to::YourCodec\"`",
                 "`partitions` must be at least 1",
                 "`replication` must be at most 32767",
-                "`attempts` must be at least 1",
+                "`attempts` must be at least 1 (the first attempt counts)",
                 "invalid duration `5`: a number needs a unit (`ms`, `s`, `m`, `h` or `d`); expected a duration like `500ms`, `30s`, `5m`, `1h30m` or `7d`",
             ]
         );

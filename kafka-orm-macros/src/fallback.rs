@@ -13,9 +13,9 @@ use crate::expand::{respan, wrap_in_const};
 use crate::model;
 
 pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
-    // A generic type cannot implement `Topic` at all (it is `'static` and concrete);
-    // a stub would only add errors.
-    if !input.generics.params.is_empty() {
+    // A generic type cannot implement `Topic` at all (it is `'static` and concrete), and
+    // serde cannot encode a union; a stub would only add errors.
+    if !input.generics.params.is_empty() || matches!(input.data, syn::Data::Union(_)) {
         return TokenStream::new();
     }
     let krate = model::krate(attrs);

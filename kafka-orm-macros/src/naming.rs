@@ -72,7 +72,7 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     let len = name.len();
     if len > MAX_TOPIC_LEN {
         return Err(format!(
-            "Kafka topic name is {len} characters long; the limit is {MAX_TOPIC_LEN}"
+            "the Kafka topic name is {len} characters long; Kafka allows at most {MAX_TOPIC_LEN}"
         ));
     }
     Ok(())
