@@ -214,10 +214,41 @@ fn parse_key(
         value!(consume_only, CONSUME_ONLY, flag(cx, meta, CONSUME_ONLY)?)
     } else if meta.path == CRATE {
         value!(krate, CRATE, crate_path(cx, meta)?)
+    } else if let Some(msg) = misplaced_nested_key(&meta.path) {
+        cx.error_spanned_by(&meta.path, msg);
+        skip_value(meta.input)?;
     } else {
         unknown_key(cx, meta, TOPIC_KEYS, WITHIN)?;
     }
     Ok(())
+}
+
+/// A key of `outbox(..)`, `inbox(..)` or `retry(..)` written at the top level (or a
+/// spelling of it that other libraries use), and where it goes instead.
+fn misplaced_nested_key(path: &Path) -> Option<String> {
+    let ident = path.get_ident()?.to_string();
+    let (inside, example, renamed) = match ident.as_str() {
+        "dedup" => ("inbox", "inbox(dedup = \"order_id\")", false),
+        "retention" => ("inbox", "inbox(retention = \"7d\")", false),
+        "inbox_table" => ("inbox", "inbox(table = \"order_inbox\")", true),
+        "outbox_table" => ("outbox", "outbox(table = \"order_outbox\")", true),
+        "attempts" | "backoff" | "max_backoff" => {
+            ("retry", "retry(attempts = 5, backoff = \"100ms\")", false)
+        }
+        "table" => {
+            return Some(
+                "`table` belongs inside `outbox(..)` or `inbox(..)`, like `outbox(table = \"order_outbox\")`"
+                    .to_owned(),
+            );
+        }
+        _ => return None,
+    };
+    let what = if renamed {
+        format!("`{ident}` is written `table` and belongs")
+    } else {
+        format!("`{ident}` belongs")
+    };
+    Some(format!("{what} inside `{inside}(..)`: write `{example}`"))
 }
 
 /// Records an unknown key (with a suggestion) and skips its value, so the keys after it
@@ -674,6 +705,22 @@ mod tests {
             [
                 "unknown key `dedupe` in `inbox(..)`; did you mean `dedup`?",
                 "unknown key `attempt` in `retry(..)`; did you mean `attempts`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_keys_at_the_top_level_say_where_they_go() {
+        let errs = errors(&[
+            parse_quote!(#[topic(dedup = "id", backoff = "1s", outbox_table = "t", table = "t")]),
+        ]);
+        assert_eq!(
+            errs,
+            [
+                "`dedup` belongs inside `inbox(..)`: write `inbox(dedup = \"order_id\")`",
+                "`backoff` belongs inside `retry(..)`: write `retry(attempts = 5, backoff = \"100ms\")`",
+                "`outbox_table` is written `table` and belongs inside `outbox(..)`: write `outbox(table = \"order_outbox\")`",
+                "`table` belongs inside `outbox(..)` or `inbox(..)`, like `outbox(table = \"order_outbox\")`",
             ]
         );
     }

@@ -11,7 +11,6 @@ use quote::ToTokens;
 ///
 /// Call [`Ctxt::check`] before dropping it: dropping an unchecked context panics, so
 /// an error can never be silently lost.
-#[derive(Default)]
 pub struct Ctxt {
     // `None` once checked.
     errors: RefCell<Option<Vec<syn::Error>>>,
