@@ -77,17 +77,10 @@ pub struct Attrs {
     pub krate: Option<Setting<Parsed<Path>>>,
 }
 
-/// Claims `slot` for the key at `meta.path`; a second claim is a duplicate-key error on
-/// the second occurrence, and its value is skipped.
-fn claim<T>(
-    cx: &Ctxt,
-    slot: &Option<Setting<T>>,
-    seen: &mut Vec<Symbol>,
-    key: Symbol,
-    path: &Path,
-    within: &str,
-) -> bool {
-    if slot.is_some() || seen.contains(&key) {
+/// Claims `key` (written at `path`); claiming it again is a duplicate-key error on the
+/// second occurrence, whose value the caller then skips.
+fn claim(cx: &Ctxt, seen: &mut Vec<Symbol>, key: Symbol, path: &Path, within: &str) -> bool {
+    if seen.contains(&key) {
         cx.error_spanned_by(path, format!("duplicate `{key}` in {within}"));
         return false;
     }
@@ -145,7 +138,7 @@ fn parse_key(
     // Sets `out.$field` from the value parsed by `$parse`, unless the key is a duplicate.
     macro_rules! value {
         ($field:ident, $key:expr, $parse:expr) => {{
-            if claim(cx, &out.$field, seen, $key, path, WITHIN) {
+            if claim(cx, seen, $key, path, WITHIN) {
                 if let Some(v) = $parse {
                     out.$field = Some(setting(meta, order, v));
                 }
@@ -432,7 +425,7 @@ fn outbox(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Outbox>> {
     if has_list {
         nested(cx, meta, |m| {
             if m.path == TABLE {
-                if claim(cx, &out.table, &mut seen, TABLE, &m.path, WITHIN) {
+                if claim(cx, &mut seen, TABLE, &m.path, WITHIN) {
                     if let Some(v) = string(cx, m, TABLE, "table = \"order_outbox\"")? {
                         out.table = Some(setting(m, 0, v));
                     }
@@ -459,7 +452,7 @@ fn inbox(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Inbox>> {
         nested(cx, meta, |m| {
             macro_rules! value {
                 ($field:ident, $key:expr, $parse:expr) => {{
-                    if claim(cx, &out.$field, &mut seen, $key, &m.path, WITHIN) {
+                    if claim(cx, &mut seen, $key, &m.path, WITHIN) {
                         if let Some(v) = $parse {
                             out.$field = Some(setting(m, 0, v));
                         }
@@ -511,7 +504,7 @@ fn retry(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Retry>> {
         nested(cx, meta, |m| {
             macro_rules! value {
                 ($field:ident, $key:expr, $parse:expr) => {{
-                    if claim(cx, &out.$field, &mut seen, $key, &m.path, WITHIN) {
+                    if claim(cx, &mut seen, $key, &m.path, WITHIN) {
                         if let Some(v) = $parse {
                             out.$field = Some(setting(m, 0, v));
                         }
