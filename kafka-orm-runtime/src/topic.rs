@@ -108,7 +108,7 @@ pub enum Direction {
     ConsumeOnly,
 }
 
-/// Outbox settings (`outbox`, `outbox_table = ".."`).
+/// Outbox settings (`outbox` or `outbox(table = "..")`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OutboxSpec {
@@ -116,7 +116,7 @@ pub struct OutboxSpec {
     pub table: &'static str,
 }
 
-/// Inbox settings (`inbox(dedup = .., retention = "7d")`, `inbox_table = ".."`).
+/// Inbox settings (`inbox(dedup = .., retention = "7d", table = "..")`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InboxSpec {
