@@ -15,13 +15,14 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 use crate::consumer::TopicConsumer;
 use crate::error::{Error, Result};
 use crate::producer::{self, DeliveryReport, Headers};
 use crate::registry;
-use crate::topic::{Consumable, Producible, Topic, TopicSpec};
+use crate::topic::{Consumable, OutboxTopic, Producible, Topic, TopicSpec};
+use crate::{outbox, schema};
 
 /// Environment variable read by [`KafkaOrmBuilder::bootstrap_from_env`].
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
@@ -70,6 +71,7 @@ pub struct KafkaOrmBuilder {
     consumer_overrides: BTreeMap<String, String>,
     database: Option<DatabaseConnection>,
     create_topics: bool,
+    migrate: bool,
     connect_timeout: Duration,
     send_timeout: Duration,
     consumer_buffer: usize,
@@ -87,6 +89,7 @@ impl KafkaOrm {
             consumer_overrides: BTreeMap::new(),
             database: None,
             create_topics: true,
+            migrate: true,
             connect_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
             consumer_buffer: 1024,
@@ -135,6 +138,10 @@ impl KafkaOrm {
     /// everything passed through with [`KafkaOrmBuilder::set`]).
     pub fn client_config(&self) -> ClientConfig {
         client_config(&self.inner.bootstrap, &self.inner.common)
+    }
+
+    pub(crate) fn producer(&self) -> &FutureProducer {
+        &self.inner.producer
     }
 
     fn group_for(&self, spec: &'static TopicSpec, explicit: Option<&str>) -> Result<String> {
@@ -232,6 +239,14 @@ impl KafkaOrmBuilder {
         self
     }
 
+    /// Whether `build()` creates the outbox and inbox tables the registered topics need
+    /// (default: yes; idempotent). Turn it off when your own migrations run
+    /// [`crate::schema::statements`].
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
     /// How long `build()` waits for the broker to answer before failing (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -282,7 +297,7 @@ impl KafkaOrmBuilder {
         producer_cfg
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            .set("linger.ms", "1")
             .set("message.timeout.ms", "60000");
         for (k, v) in &self.producer_overrides {
             producer_cfg.set(k, v);
@@ -307,6 +322,9 @@ impl KafkaOrmBuilder {
                     .await?
                 }
             }
+        }
+        if let (Some(db), true) = (&self.database, self.migrate) {
+            schema::migrate(db, &topics).await?;
         }
         tracing::info!(
             bootstrap = %bootstrap,
@@ -510,6 +528,36 @@ impl<T: Producible> TopicHandle<T> {
             .collect::<Result<Vec<_>>>()?;
         let inner = &self.orm.inner;
         producer::send_all(&inner.producer, &self.name(), msgs, inner.send_timeout).await
+    }
+}
+
+impl<T: OutboxTopic> TopicHandle<T> {
+    /// Writes `value` into the topic's outbox inside `txn`: it reaches Kafka after `txn`
+    /// commits (delivered by [`KafkaOrm::outbox_relay`]) and never if it rolls back.
+    /// Returns the message id the relayed message will carry.
+    pub async fn publish(&self, txn: &DatabaseTransaction, value: &T) -> Result<String> {
+        self.publish_with_headers(txn, value, Headers::new()).await
+    }
+
+    /// [`publish`](Self::publish) with extra headers (e.g. `traceparent`), relayed as given.
+    pub async fn publish_with_headers(
+        &self,
+        txn: &DatabaseTransaction,
+        value: &T,
+        headers: Headers,
+    ) -> Result<String> {
+        let mut ids = outbox::publish(txn, &[value], headers).await?;
+        Ok(ids.remove(0))
+    }
+
+    /// Writes many values into the outbox inside `txn` with one insert statement; per key
+    /// they are delivered in the order given. Returns the message ids in input order.
+    pub async fn publish_all<'a, I>(&self, txn: &DatabaseTransaction, values: I) -> Result<Vec<String>>
+    where
+        I: IntoIterator<Item = &'a T>,
+    {
+        let values: Vec<&T> = values.into_iter().collect();
+        outbox::publish(txn, &values, Headers::new()).await
     }
 }
 

@@ -137,4 +137,11 @@ impl Error {
             source,
         }
     }
+
+    pub(crate) fn db(context: impl Into<String>, source: sea_orm::DbErr) -> Self {
+        Error::Database {
+            context: context.into(),
+            source,
+        }
+    }
 }

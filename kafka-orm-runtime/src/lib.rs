@@ -10,8 +10,10 @@ pub mod consumer;
 pub mod context;
 pub mod error;
 pub mod key;
+pub mod outbox;
 pub mod producer;
 pub mod registry;
+pub mod schema;
 pub mod topic;
 
 pub use codec::{Codec, Json};
@@ -19,6 +21,7 @@ pub use consumer::{Delivery, TopicConsumer};
 pub use context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use error::{Error, Result};
 pub use key::{DedupPart, DedupValue, KeyPart};
+pub use outbox::relay::{OutboxRelay, OutboxRelayBuilder, OutboxStatus, RelayStats};
 pub use producer::Headers;
 pub use registry::TopicRegistration;
 pub use topic::{Consumable, Direction, InboxTopic, OutboxTopic, Producible, Topic, TopicSpec};

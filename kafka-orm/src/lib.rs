@@ -12,6 +12,10 @@ pub use kafka_orm_runtime::consumer::{Delivery, TopicConsumer};
 pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use kafka_orm_runtime::error::{Error, Result};
 pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyPart};
+pub use kafka_orm_runtime::outbox::relay::{
+    FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RelayStats,
+};
+pub use kafka_orm_runtime::{outbox, schema};
 pub use kafka_orm_runtime::producer::{
     DeliveryReport, Headers, MESSAGE_ID_HEADER, TRACEPARENT_HEADER, TYPE_HEADER,
 };

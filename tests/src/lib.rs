@@ -63,3 +63,42 @@ pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F:
         .await
         .unwrap_or_else(|_| panic!("timed out after {secs}s: {what}"))
 }
+
+/// A fresh PostgreSQL database of its own (created on the server of `DATABASE_URL`), so
+/// tests never see each other's tables; `None` when PostgreSQL is not configured.
+pub async fn fresh_postgres(test: &str) -> Option<sea_orm::DatabaseConnection> {
+    use sea_orm::ConnectionTrait;
+    let url = postgres_url()?;
+    let admin = sea_orm::Database::connect(&url)
+        .await
+        .expect("connecting to PostgreSQL");
+    let name = unique_namespace(test)
+        .trim_end_matches('.')
+        .replace(['.', '-'], "_")
+        .to_lowercase();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("creating the test database");
+    admin.close().await.ok();
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+    let mut opts = sea_orm::ConnectOptions::new(format!("{base}/{name}"));
+    opts.max_connections(16).sqlx_logging(false);
+    Some(
+        sea_orm::Database::connect(opts)
+            .await
+            .expect("connecting to the test database"),
+    )
+}
+
+/// A fresh SQLite database in a file of its own under the target directory.
+pub async fn fresh_sqlite(test: &str) -> sea_orm::DatabaseConnection {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-sqlite");
+    std::fs::create_dir_all(&dir).expect("creating target/test-sqlite");
+    let file = dir.join(format!("{}db", unique_namespace(test)));
+    let mut opts = sea_orm::ConnectOptions::new(format!("sqlite://{}?mode=rwc", file.display()));
+    opts.sqlx_logging(false);
+    sea_orm::Database::connect(opts)
+        .await
+        .expect("opening the SQLite file")
+}
