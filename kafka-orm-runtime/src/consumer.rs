@@ -286,7 +286,10 @@ impl<T> TopicConsumer<T> {
         match tokio::time::timeout(timeout, closed).await {
             Ok(_) => Ok(()),
             Err(_) => {
-                tracing::warn!(?timeout, "kafka-orm consumer did not close in time; left to finish in the background");
+                tracing::warn!(
+                    ?timeout,
+                    "kafka-orm consumer did not close in time; left to finish in the background"
+                );
                 Ok(())
             }
         }

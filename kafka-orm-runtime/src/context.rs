@@ -509,7 +509,11 @@ impl<T: Producible> TopicHandle<T> {
     }
 
     /// Produces `value` with extra headers.
-    pub async fn produce_with_headers(&self, value: &T, headers: Headers) -> Result<DeliveryReport> {
+    pub async fn produce_with_headers(
+        &self,
+        value: &T,
+        headers: Headers,
+    ) -> Result<DeliveryReport> {
         let msg = producer::encode(value, headers)?;
         let inner = &self.orm.inner;
         producer::send(&inner.producer, &self.name(), msg, inner.send_timeout).await
@@ -552,7 +556,11 @@ impl<T: OutboxTopic> TopicHandle<T> {
 
     /// Writes many values into the outbox inside `txn` with one insert statement; per key
     /// they are delivered in the order given. Returns the message ids in input order.
-    pub async fn publish_all<'a, I>(&self, txn: &DatabaseTransaction, values: I) -> Result<Vec<String>>
+    pub async fn publish_all<'a, I>(
+        &self,
+        txn: &DatabaseTransaction,
+        values: I,
+    ) -> Result<Vec<String>>
     where
         I: IntoIterator<Item = &'a T>,
     {

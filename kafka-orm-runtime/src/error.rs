@@ -13,7 +13,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// Two types claim one Kafka topic with settings that disagree.
-    #[error("topic `{topic}` is claimed by both `{first}` and `{second}` with different settings: {difference}")]
+    #[error(
+        "topic `{topic}` is claimed by both `{first}` and `{second}` with different settings: {difference}"
+    )]
     DuplicateTopic {
         /// The contested topic.
         topic: String,
@@ -30,7 +32,9 @@ pub enum Error {
     Config(String),
 
     /// The context was asked for a feature that needs a database and has none.
-    #[error("`{operation}` on topic `{topic}` needs a database: call `.database(..)` on the builder")]
+    #[error(
+        "`{operation}` on topic `{topic}` needs a database: call `.database(..)` on the builder"
+    )]
     NoDatabase {
         /// What was attempted.
         operation: &'static str,
@@ -39,7 +43,9 @@ pub enum Error {
     },
 
     /// A topic has no consumer group, and the context has no default group.
-    #[error("topic `{topic}` has no consumer group: add `group = \"..\"` to `#[topic(..)]` or call `.group_id(..)` on the builder")]
+    #[error(
+        "topic `{topic}` has no consumer group: add `group = \"..\"` to `#[topic(..)]` or call `.group_id(..)` on the builder"
+    )]
     NoGroup {
         /// The topic.
         topic: &'static str,
@@ -78,7 +84,9 @@ pub enum Error {
     },
 
     /// A payload could not be decoded; the consumer stream goes on after it.
-    #[error("cannot decode the message at {topic}[{partition}]@{offset} as `{type_name}`: {source}")]
+    #[error(
+        "cannot decode the message at {topic}[{partition}]@{offset} as `{type_name}`: {source}"
+    )]
     Decode {
         /// The topic.
         topic: String,

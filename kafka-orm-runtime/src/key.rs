@@ -76,7 +76,9 @@ macro_rules! numeric_key_part {
         }
     )*};
 }
-numeric_key_part!(i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, isize, usize);
+numeric_key_part!(
+    i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, isize, usize
+);
 
 /// The key of a topic with one key field: the field's text.
 pub fn single<K: KeyPart + ?Sized>(part: &K) -> KeyBytes {
@@ -108,7 +110,8 @@ impl Composite {
             self.buf.push_str(&text);
         } else {
             // A JSON string literal; serializing a &str cannot fail.
-            self.buf.push_str(&serde_json::Value::from(text.as_ref()).to_string());
+            self.buf
+                .push_str(&serde_json::Value::from(text.as_ref()).to_string());
         }
         self
     }
@@ -233,10 +236,8 @@ mod tests {
             .push("quote\"d")
             .finish();
         assert_eq!(String::from_utf8(key).unwrap(), r#"["acme",42,"quote\"d"]"#);
-        let parsed: serde_json::Value = serde_json::from_slice(
-            &Composite::new().push("a,b").push(&1_i8).finish(),
-        )
-        .unwrap();
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&Composite::new().push("a,b").push(&1_i8).finish()).unwrap();
         assert_eq!(parsed, serde_json::json!(["a,b", 1]));
     }
 

@@ -202,7 +202,10 @@ mod tests {
 
     #[test]
     fn headers_round_trip_through_rdkafka() {
-        let h = Headers::new().with("a", "1").with("b", vec![0u8, 255]).with("a", "2");
+        let h = Headers::new()
+            .with("a", "1")
+            .with("b", vec![0u8, 255])
+            .with("a", "2");
         let back = Headers::from_rdkafka(&h.to_rdkafka());
         assert_eq!(back, h);
         assert_eq!(back.get_str("a"), Some("2"));

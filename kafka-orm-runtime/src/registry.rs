@@ -91,10 +91,16 @@ fn conflict(a: &TopicSpec, b: &TopicSpec) -> Option<String> {
         diffs.push(format!("format `{}` vs `{}`", a.format, b.format));
     }
     if a.partitions != b.partitions {
-        diffs.push(format!("partitions {:?} vs {:?}", a.partitions, b.partitions));
+        diffs.push(format!(
+            "partitions {:?} vs {:?}",
+            a.partitions, b.partitions
+        ));
     }
     if a.replication != b.replication {
-        diffs.push(format!("replication {:?} vs {:?}", a.replication, b.replication));
+        diffs.push(format!(
+            "replication {:?} vs {:?}",
+            a.replication, b.replication
+        ));
     }
     if a.outbox.is_some() && b.outbox.is_some() && a.outbox != b.outbox {
         diffs.push("outbox tables differ".into());

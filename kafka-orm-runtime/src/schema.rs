@@ -4,7 +4,8 @@
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection};
 
 use crate::error::{Error, Result};
-use crate::outbox::{self, BUCKETS, relay::LEASE_TABLE};
+use crate::outbox::relay::{LEASE_TABLE, MEMBER_TABLE};
+use crate::outbox::{self, BUCKETS};
 use crate::topic::TopicSpec;
 
 /// Every DDL statement for `specs` on `backend`, idempotent (`IF NOT EXISTS`), in order.
@@ -26,6 +27,14 @@ pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Vec
     owner TEXT NULL,
     expires_at BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (outbox, bucket)
+)"
+        ));
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {MEMBER_TABLE} (
+    outbox TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (outbox, owner)
 )"
         ));
         for spec in &outboxes {

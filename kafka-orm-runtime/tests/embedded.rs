@@ -37,7 +37,10 @@ async fn embedded_round_trip() {
     assert_eq!(orm.topics().len(), 1);
     let topic = orm.topic::<Ping>();
     let pings: Vec<Ping> = (0..20)
-        .map(|id| Ping { id, who: format!("w{}", id % 4) })
+        .map(|id| Ping {
+            id,
+            who: format!("w{}", id % 4),
+        })
         .collect();
     let reports = topic.produce_all(&pings).await.unwrap();
     assert_eq!(reports.len(), 20);

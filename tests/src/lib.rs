@@ -25,7 +25,9 @@ fn service(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => Some(v),
         _ if std::env::var("KAFKA_ORM_REQUIRE_INFRA").as_deref() == Ok("1") => {
-            panic!("`{var}` is not set but KAFKA_ORM_REQUIRE_INFRA=1: run the tests with ./scripts/test")
+            panic!(
+                "`{var}` is not set but KAFKA_ORM_REQUIRE_INFRA=1: run the tests with ./scripts/test"
+            )
         }
         _ => {
             eprintln!("skipped: `{var}` is not set (run ./scripts/test to start real services)");

@@ -3,14 +3,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use kafka_orm::deps::rdkafka::producer::{FutureProducer, FutureRecord};
 use kafka_orm::deps::rdkafka::producer::Producer as _;
+use kafka_orm::deps::rdkafka::producer::{FutureProducer, FutureRecord};
 use kafka_orm::{Error, Headers, Topic};
 use kafka_orm_tests::{real_kafka, within};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
-#[topic(name = "basics.orders", key = "customer_id", partitions = 6, group = "basics")]
+#[topic(
+    name = "basics.orders",
+    key = "customer_id",
+    partitions = 6,
+    group = "basics"
+)]
 struct OrderCreated {
     order_id: i64,
     customer_id: String,
@@ -34,7 +39,9 @@ fn order(i: i64) -> OrderCreated {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_round_trip() {
-    let Some(builder) = real_kafka("round-trip") else { return };
+    let Some(builder) = real_kafka("round-trip") else {
+        return;
+    };
     let orm = builder.build().await.unwrap();
     let topic = orm.topic::<OrderCreated>();
     let sent: Vec<OrderCreated> = (0..50).map(order).collect();
@@ -49,9 +56,16 @@ async fn typed_round_trip() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(d.key(), Some(d.customer_id.as_bytes()), "key is the key field's text");
+        assert_eq!(
+            d.key(),
+            Some(d.customer_id.as_bytes()),
+            "key is the key field's text"
+        );
         let report = &reports[d.order_id as usize];
-        assert_eq!((d.partition(), d.offset()), (report.partition, report.offset));
+        assert_eq!(
+            (d.partition(), d.offset()),
+            (report.partition, report.offset)
+        );
         assert_eq!(d.message_id(), Some(report.message_id.as_str()));
         got.insert(d.order_id, d.into_value());
     }
@@ -61,7 +75,9 @@ async fn typed_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_key_same_partition_and_composite_keys() {
-    let Some(builder) = real_kafka("same-key") else { return };
+    let Some(builder) = real_kafka("same-key") else {
+        return;
+    };
     let orm = builder.build().await.unwrap();
     let reports = orm
         .topic::<OrderCreated>()
@@ -76,12 +92,21 @@ async fn same_key_same_partition_and_composite_keys() {
             .insert(r.partition);
     }
     assert_eq!(partitions_of.len(), 17);
-    assert!(partitions_of.values().all(|p| p.len() == 1), "{partitions_of:?}");
+    assert!(
+        partitions_of.values().all(|p| p.len() == 1),
+        "{partitions_of:?}"
+    );
     let used: BTreeSet<i32> = partitions_of.values().flatten().copied().collect();
-    assert!(used.len() > 1, "17 keys over 6 partitions should use several: {used:?}");
+    assert!(
+        used.len() > 1,
+        "17 keys over 6 partitions should use several: {used:?}"
+    );
 
     let events: Vec<TenantEvent> = (0..3)
-        .map(|seq| TenantEvent { tenant: "acme".into(), seq })
+        .map(|seq| TenantEvent {
+            tenant: "acme".into(),
+            seq,
+        })
         .collect();
     let topic = orm.topic::<TenantEvent>();
     topic.produce_all(&events).await.unwrap();
@@ -94,19 +119,23 @@ async fn same_key_same_partition_and_composite_keys() {
             .unwrap();
         keys.insert(String::from_utf8(d.key().unwrap().to_vec()).unwrap());
     }
-    let expected: BTreeSet<String> =
-        (0..3).map(|s| format!(r#"["acme",{s}]"#)).collect();
+    let expected: BTreeSet<String> = (0..3).map(|s| format!(r#"["acme",{s}]"#)).collect();
     assert_eq!(keys, expected);
     consumer.close(Duration::from_secs(10)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_round_trip() {
-    let Some(builder) = real_kafka("headers") else { return };
+    let Some(builder) = real_kafka("headers") else {
+        return;
+    };
     let orm = builder.build().await.unwrap();
     let topic = orm.topic::<OrderCreated>();
     let headers = Headers::new()
-        .with("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .with(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
         .with("binary", vec![0u8, 1, 254, 255])
         .with("tenant", "acme");
     let report = topic
@@ -131,7 +160,9 @@ async fn headers_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_are_created_with_declared_partitions() {
-    let Some(builder) = real_kafka("created") else { return };
+    let Some(builder) = real_kafka("created") else {
+        return;
+    };
     let orm = builder.build().await.unwrap();
     let producer: FutureProducer = orm.client_config().create().unwrap();
     for (name, expected) in [
@@ -158,7 +189,9 @@ async fn topics_are_created_with_declared_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_consumer_resumes_after_last_commit() {
-    let Some(builder) = real_kafka("resume") else { return };
+    let Some(builder) = real_kafka("resume") else {
+        return;
+    };
     let orm = builder.build().await.unwrap();
     let topic = orm.topic::<OrderCreated>();
     let total = 6_000;
@@ -173,7 +206,10 @@ async fn restarted_consumer_resumes_after_last_commit() {
     let mut consumer = topic.consume().await.unwrap();
     let mut pending = Vec::new();
     while first.len() < first_batch {
-        let d = within(60, "first session", consumer.next()).await.unwrap().unwrap();
+        let d = within(60, "first session", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
         pending.push((d.partition(), d.offset()));
         first.push(d.order_id);
         if pending.len() == 100 {
@@ -195,13 +231,19 @@ async fn restarted_consumer_resumes_after_last_commit() {
     let mut second = Vec::new();
     let mut first_offset_seen: HashMap<i32, i64> = HashMap::new();
     while first.len() + second.len() < total as usize {
-        let d = within(60, "second session", consumer.next()).await.unwrap().unwrap();
+        let d = within(60, "second session", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
         first_offset_seen.entry(d.partition()).or_insert(d.offset());
         second.push(d.order_id);
     }
     for (partition, offset) in &first_offset_seen {
         let expected = committed.get(partition).copied().flatten().unwrap_or(0);
-        assert_eq!(*offset, expected, "partition {partition} resumed at its committed offset");
+        assert_eq!(
+            *offset, expected,
+            "partition {partition} resumed at its committed offset"
+        );
     }
     let mut all: Vec<i64> = first.iter().chain(&second).copied().collect();
     all.sort_unstable();
@@ -211,14 +253,18 @@ async fn restarted_consumer_resumes_after_last_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_payload_is_a_typed_error_and_the_stream_goes_on() {
-    let Some(builder) = real_kafka("undecodable") else { return };
+    let Some(builder) = real_kafka("undecodable") else {
+        return;
+    };
     let orm = builder.build().await.unwrap();
     let topic = orm.topic::<OrderCreated>();
     let name = topic.name();
     let raw: FutureProducer = orm.client_config().create().unwrap();
     let (partition, bad_offset) = raw
         .send(
-            FutureRecord::to(&name).key("customer-1").payload("{not json"),
+            FutureRecord::to(&name)
+                .key("customer-1")
+                .payload("{not json"),
             Duration::from_secs(10),
         )
         .await
@@ -226,22 +272,44 @@ async fn undecodable_payload_is_a_typed_error_and_the_stream_goes_on() {
         .unwrap();
     raw.flush(Duration::from_secs(10)).unwrap();
     // Same key, so the good event follows the bad one in the same partition.
-    let good = OrderCreated { order_id: 7, customer_id: "customer-1".into(), total_cents: 1 };
+    let good = OrderCreated {
+        order_id: 7,
+        customer_id: "customer-1".into(),
+        total_cents: 1,
+    };
     topic.produce(&good).await.unwrap();
 
     let mut consumer = topic.consume().await.unwrap();
-    let err = within(60, "the bad message", consumer.next()).await.unwrap().unwrap_err();
+    let err = within(60, "the bad message", consumer.next())
+        .await
+        .unwrap()
+        .unwrap_err();
     match &err {
-        Error::Decode { topic, partition: p, offset, payload, .. } => {
-            assert_eq!((topic.as_str(), *p, *offset), (name.as_str(), partition, bad_offset));
+        Error::Decode {
+            topic,
+            partition: p,
+            offset,
+            payload,
+            ..
+        } => {
+            assert_eq!(
+                (topic.as_str(), *p, *offset),
+                (name.as_str(), partition, bad_offset)
+            );
             assert_eq!(payload.as_deref(), Some(&b"{not json"[..]));
         }
         other => panic!("expected a decode error, got {other}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&name) && text.contains(&format!("@{bad_offset}")), "{text}");
+    assert!(
+        text.contains(&name) && text.contains(&format!("@{bad_offset}")),
+        "{text}"
+    );
     consumer.commit_at(partition, bad_offset).await.unwrap();
-    let d = within(60, "the good message", consumer.next()).await.unwrap().unwrap();
+    let d = within(60, "the good message", consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.value(), &good);
     consumer.close(Duration::from_secs(10)).await.unwrap();
 }
@@ -257,5 +325,9 @@ async fn unreachable_broker_fails_clearly_in_bounded_time() {
         .unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -30,7 +30,13 @@ async fn duplicate_topic_registration_is_a_startup_error() {
         .build()
         .await
         .unwrap_err();
-    let Error::DuplicateTopic { topic, first, second, difference } = &err else {
+    let Error::DuplicateTopic {
+        topic,
+        first,
+        second,
+        difference,
+    } = &err
+    else {
         panic!("expected DuplicateTopic, got {err}");
     };
     assert_eq!(topic, "conflict.orders");
@@ -38,9 +44,15 @@ async fn duplicate_topic_registration_is_a_startup_error() {
     types.sort();
     assert_eq!(
         types,
-        ["registry_conflict::billing::OrderCreated", "registry_conflict::shipping::OrderCreated"]
+        [
+            "registry_conflict::billing::OrderCreated",
+            "registry_conflict::shipping::OrderCreated"
+        ]
     );
     assert!(difference.contains("partitions"), "{difference}");
     let text = err.to_string();
-    assert!(text.contains("billing::OrderCreated") && text.contains("shipping::OrderCreated"), "{text}");
+    assert!(
+        text.contains("billing::OrderCreated") && text.contains("shipping::OrderCreated"),
+        "{text}"
+    );
 }

@@ -192,7 +192,11 @@ pub async fn publish<T: OutboxTopic>(
         locks.sort_unstable();
         locks.dedup();
         if !locks.is_empty() {
-            let list = locks.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let list = locks
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             let sql = format!(
                 "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(ARRAY[{list}]::bigint[]) AS k ORDER BY 1) l"
             );
@@ -222,9 +226,7 @@ pub async fn publish<T: OutboxTopic>(
     );
     let sql = if backend == DatabaseBackend::Postgres {
         // The NOTIFY is delivered only if the transaction commits, coalesced per transaction.
-        format!(
-            "WITH wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', '{table}')) {insert}",
-        )
+        format!("WITH wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', '{table}')) {insert}",)
     } else {
         insert
     };

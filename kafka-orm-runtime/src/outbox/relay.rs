@@ -38,6 +38,10 @@ use crate::topic::TopicSpec;
 /// Table holding the bucket leases of relay instances (PostgreSQL).
 pub const LEASE_TABLE: &str = "kafka_orm_relay_leases";
 
+/// Table where live relay instances announce themselves, so that each can compute its
+/// fair share of buckets (PostgreSQL).
+pub const MEMBER_TABLE: &str = "kafka_orm_relay_members";
+
 /// The database clock in epoch milliseconds, so lease expiry never depends on the
 /// relay machines' clocks agreeing.
 const PG_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -193,6 +197,7 @@ struct Shared {
     failed: std::sync::atomic::AtomicU64,
     last_error: Mutex<Option<String>>,
     listening: std::sync::atomic::AtomicBool,
+    owned: Mutex<HashMap<&'static str, usize>>,
 }
 
 impl Shared {
@@ -223,6 +228,9 @@ pub struct RelayStats {
     pub last_error: Option<String>,
     /// Whether the PostgreSQL `LISTEN` connection is up (false: polling only).
     pub listening: bool,
+    /// Key-hash buckets this instance owns now, over all outbox tables (each table has
+    /// 64; a single-node relay owns them all).
+    pub owned_buckets: usize,
 }
 
 impl OutboxRelay {
@@ -234,6 +242,12 @@ impl OutboxRelay {
             failed: self.shared.failed.load(Relaxed),
             last_error: self.shared.last_error.lock().ok().and_then(|e| e.clone()),
             listening: self.shared.listening.load(Relaxed),
+            owned_buckets: self
+                .shared
+                .owned
+                .lock()
+                .map(|o| o.values().sum())
+                .unwrap_or(0),
         }
     }
 
@@ -319,6 +333,9 @@ impl Worker {
                 }
                 next_lease = Instant::now() + self.config.lease_interval;
             }
+            if let Ok(mut o) = self.shared.owned.lock() {
+                o.insert(self.table, owned.len());
+            }
             let claimed = if owned.is_empty() {
                 Ok(0)
             } else {
@@ -336,12 +353,20 @@ impl Worker {
                 }
             }
             let pause = if error_streak > 0 {
-                backoff(self.config.backoff, self.config.max_backoff, error_streak as i32)
+                backoff(
+                    self.config.backoff,
+                    self.config.max_backoff,
+                    error_streak as i32,
+                )
             } else {
                 self.config.poll_interval
             };
             let until_lease = next_lease.saturating_duration_since(Instant::now());
-            let pause = if self.leased { pause.min(until_lease) } else { pause };
+            let pause = if self.leased {
+                pause.min(until_lease)
+            } else {
+                pause
+            };
             tokio::select! {
                 _ = self.wake.notified(), if error_streak == 0 => {}
                 _ = tokio::time::sleep(pause) => {}
@@ -492,7 +517,11 @@ impl Worker {
     async fn record(&self, delivered: Vec<i64>, failed: Vec<(Row, String)>) -> Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
         for chunk in delivered.chunks(1000) {
-            let ids = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let ids = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             let sql = format!("DELETE FROM \"{}\" WHERE id IN ({ids})", self.table);
             self.db
                 .execute_raw(Statement::from_string(self.backend, sql))
@@ -549,24 +578,39 @@ impl Worker {
         let mut owned = buckets(rows)?;
         owned.sort_unstable();
 
-        let others = format!(
-            "SELECT COUNT(DISTINCT owner) FROM {LEASE_TABLE} \
-             WHERE outbox = ? AND owner IS NOT NULL AND owner <> ? AND expires_at > {PG_NOW_MS}"
+        // Announce this instance and count the live ones (dead ones age out).
+        let heartbeat = format!(
+            "INSERT INTO {MEMBER_TABLE} (outbox, owner, expires_at) VALUES (?, ?, {PG_NOW_MS} + ?) \
+             ON CONFLICT (outbox, owner) DO UPDATE SET expires_at = EXCLUDED.expires_at"
         );
-        let others: i64 = self
+        self.db
+            .execute_raw(self.sql(
+                &heartbeat,
+                vec![table.into(), me.clone().into(), ttl.into()],
+            ))
+            .await
+            .map_err(|e| Error::db(ctx(), e))?;
+        let members = format!(
+            "SELECT COUNT(*) FROM {MEMBER_TABLE} WHERE outbox = ? AND expires_at > {PG_NOW_MS}"
+        );
+        let members: i64 = self
             .db
-            .query_one_raw(self.sql(&others, vec![table.into(), me.clone().into()]))
+            .query_one_raw(self.sql(&members, vec![table.into()]))
             .await
             .map_err(|e| Error::db(ctx(), e))?
             .map(|r| r.try_get_by_index::<i64>(0))
             .transpose()
             .map_err(|e| Error::db(ctx(), e))?
-            .unwrap_or(0);
-        let fair = (BUCKETS as usize).div_ceil(others as usize + 1);
+            .unwrap_or(1);
+        let fair = (BUCKETS as usize).div_ceil(members.max(1) as usize);
 
         if owned.len() > fair {
             let give_back: Vec<i32> = owned.split_off(fair);
-            let list = give_back.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+            let list = give_back
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             let release = format!(
                 "UPDATE {LEASE_TABLE} SET owner = NULL, expires_at = 0 \
                  WHERE outbox = ? AND owner = ? AND bucket IN ({list})"
@@ -588,7 +632,13 @@ impl Worker {
                 .db
                 .query_all_raw(self.sql(
                     &acquire,
-                    vec![me.into(), ttl.into(), table.into(), table.into(), want.into()],
+                    vec![
+                        me.into(),
+                        ttl.into(),
+                        table.into(),
+                        table.into(),
+                        want.into(),
+                    ],
                 ))
                 .await
                 .map_err(|e| Error::db(ctx(), e))?;
@@ -599,17 +649,21 @@ impl Worker {
     }
 
     async fn release_all(&self) -> Result<()> {
-        let sql = format!(
-            "UPDATE {LEASE_TABLE} SET owner = NULL, expires_at = 0 WHERE outbox = ? AND owner = ?"
-        );
-        self.db
-            .execute_raw(self.sql(
-                &sql,
-                vec![self.table.into(), self.config.instance_id.clone().into()],
-            ))
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::db(self.context("releasing relay leases"), e))
+        for sql in [
+            format!(
+                "UPDATE {LEASE_TABLE} SET owner = NULL, expires_at = 0 WHERE outbox = ? AND owner = ?"
+            ),
+            format!("DELETE FROM {MEMBER_TABLE} WHERE outbox = ? AND owner = ?"),
+        ] {
+            self.db
+                .execute_raw(self.sql(
+                    &sql,
+                    vec![self.table.into(), self.config.instance_id.clone().into()],
+                ))
+                .await
+                .map_err(|e| Error::db(self.context("releasing relay leases"), e))?;
+        }
+        Ok(())
     }
 }
 
@@ -729,7 +783,8 @@ impl KafkaOrm {
                 .map_err(|e| Error::db(ctx(), e))?;
             let (backlog, oldest) = match summary {
                 Some(r) => (
-                    r.try_get_by_index::<i64>(0).map_err(|e| Error::db(ctx(), e))?,
+                    r.try_get_by_index::<i64>(0)
+                        .map_err(|e| Error::db(ctx(), e))?,
                     r.try_get_by_index::<Option<i64>>(1)
                         .map_err(|e| Error::db(ctx(), e))?,
                 ),
@@ -761,8 +816,7 @@ impl KafkaOrm {
                 type_name: spec.type_name,
                 table,
                 backlog: backlog.max(0) as u64,
-                oldest_age: oldest
-                    .map(|c| Duration::from_millis((now_ms() - c).max(0) as u64)),
+                oldest_age: oldest.map(|c| Duration::from_millis((now_ms() - c).max(0) as u64)),
                 failing,
             });
         }
