@@ -96,7 +96,7 @@ pub(crate) fn decode<T: Topic>(m: &BorrowedMessage<'_>) -> Result<Delivery<T>> {
             key: m.key().map(<[u8]>::to_vec),
             headers: m
                 .headers()
-                .map(|h| Headers::from_rdkafka(h))
+                .map(Headers::from_rdkafka)
                 .unwrap_or_default(),
             timestamp_ms: m.timestamp().to_millis(),
         }),

@@ -396,7 +396,7 @@ async fn a_poison_row_backs_off_visibly_while_other_keys_go_on() {
         seq: 0,
         note: "x".repeat(50_000),
     };
-    publish_committed(&orm, &db, &[poison.clone()]).await;
+    publish_committed(&orm, &db, std::slice::from_ref(&poison)).await;
     let after_poison = OrderPlaced {
         customer_id: "poison".into(),
         seq: 1,
