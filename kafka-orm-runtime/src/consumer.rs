@@ -94,10 +94,7 @@ pub(crate) fn decode<T: Topic>(m: &BorrowedMessage<'_>) -> Result<Delivery<T>> {
             partition: m.partition(),
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
-            headers: m
-                .headers()
-                .map(Headers::from_rdkafka)
-                .unwrap_or_default(),
+            headers: m.headers().map(Headers::from_rdkafka).unwrap_or_default(),
             timestamp_ms: m.timestamp().to_millis(),
         }),
         Err(source) => Err(Error::Decode {

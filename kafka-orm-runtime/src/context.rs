@@ -501,19 +501,21 @@ impl<T: Topic> TopicHandle<T> {
     }
 }
 
-impl<T: Producible> TopicHandle<T> {
+impl<T: Topic> TopicHandle<T> {
     /// Produces `value` (key from the key fields, message-id header stamped) and waits for
     /// the broker's acknowledgement.
-    pub async fn produce(&self, value: &T) -> Result<DeliveryReport> {
+    pub async fn produce(&self, value: &T) -> Result<DeliveryReport>
+    where
+        T: Producible,
+    {
         self.produce_with_headers(value, Headers::new()).await
     }
 
     /// Produces `value` with extra headers.
-    pub async fn produce_with_headers(
-        &self,
-        value: &T,
-        headers: Headers,
-    ) -> Result<DeliveryReport> {
+    pub async fn produce_with_headers(&self, value: &T, headers: Headers) -> Result<DeliveryReport>
+    where
+        T: Producible,
+    {
         let msg = producer::encode(value, headers)?;
         let inner = &self.orm.inner;
         producer::send(&inner.producer, &self.name(), msg, inner.send_timeout).await
@@ -524,6 +526,7 @@ impl<T: Producible> TopicHandle<T> {
     /// call before anything is sent.
     pub async fn produce_all<'a, I>(&self, values: I) -> Result<Vec<DeliveryReport>>
     where
+        T: Producible,
         I: IntoIterator<Item = &'a T>,
     {
         let msgs = values
@@ -535,11 +538,14 @@ impl<T: Producible> TopicHandle<T> {
     }
 }
 
-impl<T: OutboxTopic> TopicHandle<T> {
+impl<T: Topic> TopicHandle<T> {
     /// Writes `value` into the topic's outbox inside `txn`: it reaches Kafka after `txn`
     /// commits (delivered by [`KafkaOrm::outbox_relay`]) and never if it rolls back.
     /// Returns the message id the relayed message will carry.
-    pub async fn publish(&self, txn: &DatabaseTransaction, value: &T) -> Result<String> {
+    pub async fn publish(&self, txn: &DatabaseTransaction, value: &T) -> Result<String>
+    where
+        T: OutboxTopic,
+    {
         self.publish_with_headers(txn, value, Headers::new()).await
     }
 
@@ -549,7 +555,10 @@ impl<T: OutboxTopic> TopicHandle<T> {
         txn: &DatabaseTransaction,
         value: &T,
         headers: Headers,
-    ) -> Result<String> {
+    ) -> Result<String>
+    where
+        T: OutboxTopic,
+    {
         let mut ids = outbox::publish(txn, &[value], headers).await?;
         Ok(ids.remove(0))
     }
@@ -562,6 +571,7 @@ impl<T: OutboxTopic> TopicHandle<T> {
         values: I,
     ) -> Result<Vec<String>>
     where
+        T: OutboxTopic,
         I: IntoIterator<Item = &'a T>,
     {
         let values: Vec<&T> = values.into_iter().collect();
@@ -569,12 +579,15 @@ impl<T: OutboxTopic> TopicHandle<T> {
     }
 }
 
-impl<T: Consumable> TopicHandle<T> {
+impl<T: Topic> TopicHandle<T> {
     /// Subscribes to the topic in its consumer group and returns a stream of deliveries.
     ///
     /// Nothing is committed automatically: call [`TopicConsumer::commit`]. A new group
     /// starts at the earliest offset unless `auto.offset.reset` is set otherwise.
-    pub async fn consume(&self) -> Result<TopicConsumer<T>> {
+    pub async fn consume(&self) -> Result<TopicConsumer<T>>
+    where
+        T: Consumable,
+    {
         let inner = &self.orm.inner;
         let group = self.orm.group_for(T::SPEC, self.group.as_deref())?;
         let topic = self.name();
