@@ -29,13 +29,14 @@ use crate::topic::Topic;
 /// Dereferences to the value; [`Delivery::into_value`] takes it out.
 #[derive(Debug, Clone)]
 pub struct Delivery<T> {
-    value: T,
-    topic: String,
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    headers: Headers,
-    timestamp_ms: Option<i64>,
+    pub(crate) value: T,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) headers: Headers,
+    pub(crate) timestamp_ms: Option<i64>,
+    pub(crate) attempt: u32,
 }
 
 impl<T> Delivery<T> {
@@ -75,6 +76,10 @@ impl<T> Delivery<T> {
     pub fn timestamp_ms(&self) -> Option<i64> {
         self.timestamp_ms
     }
+    /// Which attempt this is in a handler (1 on first delivery; retries count up).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
 }
 
 impl<T> Deref for Delivery<T> {
@@ -96,6 +101,7 @@ pub(crate) fn decode<T: Topic>(m: &BorrowedMessage<'_>) -> Result<Delivery<T>> {
             key: m.key().map(<[u8]>::to_vec),
             headers: m.headers().map(Headers::from_rdkafka).unwrap_or_default(),
             timestamp_ms: m.timestamp().to_millis(),
+            attempt: 1,
         }),
         Err(source) => Err(Error::Decode {
             topic: m.topic().to_string(),
@@ -199,6 +205,31 @@ impl<T> TopicConsumer<T> {
     /// The next delivery, or `None` once the consumer is closed. Same as the `Stream`.
     pub async fn next(&mut self) -> Option<Result<Delivery<T>>> {
         self.rx.recv().await
+    }
+
+    /// Up to `max` deliveries: waits at most `max_wait` for the first, then takes what
+    /// arrives until `max` or `max_wait` from the call. Empty when nothing arrived (or
+    /// the consumer is closed). Commit the batch with [`TopicConsumer::commit_batch`],
+    /// e.g. after one database transaction for all of it.
+    pub async fn next_batch(&mut self, max: usize, max_wait: Duration) -> Vec<Result<Delivery<T>>> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut batch = Vec::new();
+        while batch.len() < max.max(1) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(item)) => batch.push(item),
+                _ => break,
+            }
+        }
+        batch
+    }
+
+    /// Commits every delivery of `batch` (the highest offset per partition).
+    pub async fn commit_batch(&self, batch: &[Delivery<T>]) -> Result<()> {
+        let done: Vec<(i32, i64)> = batch.iter().map(|d| (d.partition, d.offset)).collect();
+        if done.is_empty() {
+            return Ok(());
+        }
+        self.commit_all(&done).await
     }
 
     /// Commits `delivery` and everything before it in its partition, and waits until the

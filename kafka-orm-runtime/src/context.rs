@@ -140,11 +140,44 @@ impl KafkaOrm {
         client_config(&self.inner.bootstrap, &self.inner.common)
     }
 
+    pub(crate) fn send_timeout(&self) -> Duration {
+        self.inner.send_timeout
+    }
+
     pub(crate) fn producer(&self) -> &FutureProducer {
         &self.inner.producer
     }
 
-    fn group_for(&self, spec: &'static TopicSpec, explicit: Option<&str>) -> Result<String> {
+    /// A consumer configuration for `group`: the context's settings, manual offset storing,
+    /// earliest reset, then the consumer overrides.
+    pub(crate) fn consumer_config(&self, group: &str) -> ClientConfig {
+        self.consumer_config_with(group, &[])
+    }
+
+    /// Like [`Self::consumer_config`] with extra defaults, still overridden by the user's
+    /// `consumer_set` settings.
+    pub(crate) fn consumer_config_with(&self, group: &str, defaults: &[(&str, &str)]) -> ClientConfig {
+        let inner = &self.inner;
+        let mut cfg = client_config(&inner.bootstrap, &inner.common);
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in defaults {
+            cfg.set(*k, *v);
+        }
+        for (k, v) in &inner.consumer_overrides {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    pub(crate) fn group_for(
+        &self,
+        spec: &'static TopicSpec,
+        explicit: Option<&str>,
+    ) -> Result<String> {
         let group = explicit
             .or(spec.group)
             .or(self.inner.default_group.as_deref())
@@ -494,6 +527,14 @@ impl<T: Topic> TopicHandle<T> {
         self.orm.topic_name(T::SPEC)
     }
 
+    pub(crate) fn orm(&self) -> &KafkaOrm {
+        &self.orm
+    }
+
+    pub(crate) fn explicit_group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
     /// Uses consumer group `group` for this handle instead of the topic's or context's.
     pub fn with_group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
@@ -591,16 +632,9 @@ impl<T: Topic> TopicHandle<T> {
         let inner = &self.orm.inner;
         let group = self.orm.group_for(T::SPEC, self.group.as_deref())?;
         let topic = self.name();
-        let mut cfg = client_config(&inner.bootstrap, &inner.common);
-        cfg.set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
-        for (k, v) in &inner.consumer_overrides {
-            cfg.set(k, v);
-        }
-        let consumer: StreamConsumer = cfg
+        let consumer: StreamConsumer = self
+            .orm
+            .consumer_config(&group)
             .create()
             .map_err(|e| Error::kafka(format!("creating a consumer for `{topic}`"), e))?;
         consumer

@@ -133,6 +133,26 @@ pub enum Error {
         source: sea_orm::DbErr,
     },
 
+    /// A handler failed on its last attempt and the topic has no dead-letter topic, or an
+    /// undecodable message arrived on a topic without one: the handler stops there, with
+    /// the offset uncommitted.
+    #[error("handler of `{type_name}` gave up on {topic}[{partition}]@{offset} after {attempts} attempt(s), and the topic has no `dlq`: {source}")]
+    HandlerFailed {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// The Rust type.
+        type_name: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// The consumer or producer was shut down.
     #[error("kafka-orm is shutting down")]
     Shutdown,

@@ -9,6 +9,8 @@ pub mod codec;
 pub mod consumer;
 pub mod context;
 pub mod error;
+pub mod handler;
+pub mod inbox;
 pub mod key;
 pub mod outbox;
 pub mod producer;

@@ -15,6 +15,9 @@ use crate::topic::TopicSpec;
 /// [`crate::KafkaOrmBuilder::migrate`].
 pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Vec<String> {
     let mut out = Vec::new();
+    for spec in specs {
+        out.extend(crate::inbox::create_table_sql(spec, backend));
+    }
     let outboxes: Vec<_> = specs.iter().filter(|s| s.outbox.is_some()).collect();
     for spec in &outboxes {
         out.extend(outbox::create_table_sql(spec, backend));

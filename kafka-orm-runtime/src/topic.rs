@@ -6,7 +6,7 @@
 //! inbox) that reads the spec.
 
 use crate::codec::Codec;
-use crate::key::{DedupValue, KeyBytes};
+use crate::key::{DedupColumn, DedupValue, KeyBytes};
 
 /// A Rust type mapped to one Kafka topic.
 ///
@@ -124,6 +124,8 @@ pub struct InboxSpec {
     pub table: &'static str,
     /// Fields the deduplication key is built from; empty: the message-id header.
     pub dedup_fields: &'static [&'static str],
+    /// The column type of each dedup field, in the same order.
+    pub dedup_columns: &'static [DedupColumn],
     /// How long inbox rows are kept, in seconds (default 7 days).
     pub retention_secs: u64,
 }
@@ -246,8 +248,15 @@ impl InboxSpec {
         InboxSpec {
             table,
             dedup_fields,
+            dedup_columns: &[],
             retention_secs,
         }
+    }
+
+    /// Sets the column type of each dedup field (from `<FieldType as DedupPart>::COLUMN`).
+    pub const fn columns(mut self, columns: &'static [DedupColumn]) -> Self {
+        self.dedup_columns = columns;
+        self
     }
 }
 

@@ -15,7 +15,6 @@ pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyPart};
 pub use kafka_orm_runtime::outbox::relay::{
     FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RelayStats,
 };
-pub use kafka_orm_runtime::{outbox, schema};
 pub use kafka_orm_runtime::producer::{
     DeliveryReport, Headers, MESSAGE_ID_HEADER, TRACEPARENT_HEADER, TYPE_HEADER,
 };
@@ -24,6 +23,11 @@ pub use kafka_orm_runtime::topic::{
     Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
     RetrySpec, Topic, TopicSpec,
 };
+pub use kafka_orm_runtime::handler::{
+    FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture, HandlerStats, OnExhausted,
+    RunningHandler,
+};
+pub use kafka_orm_runtime::{handler, inbox, outbox, schema};
 
 /// Re-exports of the crates kafka-orm is built on, so users need not pin matching versions.
 pub mod deps {
@@ -50,7 +54,7 @@ pub mod __private {
     pub use kafka_orm_runtime::key::{self, DedupPart, DedupValue, KeyBytes, KeyPart};
     pub use kafka_orm_runtime::registry::TopicRegistration;
     pub use kafka_orm_runtime::topic::{
-        Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic,
-        Producible, RetrySpec, Topic, TopicSpec,
+        Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
+        RetrySpec, Topic, TopicSpec,
     };
 }

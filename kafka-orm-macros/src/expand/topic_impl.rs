@@ -80,7 +80,16 @@ fn spec(model: &TopicModel, p: &TokenStream) -> TokenStream {
         let table = &inbox.table;
         let fields = inbox.dedup.iter().map(|f| &f.name);
         let retention = Literal::u64_unsuffixed(inbox.retention_secs);
-        spec.extend(quote!(.inbox(#p::InboxSpec::new(#table, &[#(#fields),*], #retention))));
+        let mut inbox_spec = quote!(#p::InboxSpec::new(#table, &[#(#fields),*], #retention));
+        if !inbox.dedup.is_empty() {
+            // Each dedup field's column type, checked (and reported) at the field's type.
+            let columns = inbox.dedup.iter().map(|f| {
+                let ty = &f.field.ty;
+                quote_spanned!(ty.span()=> <#ty as #p::DedupPart>::COLUMN)
+            });
+            inbox_spec.extend(quote!(.columns(&[#(#columns),*])));
+        }
+        spec.extend(quote!(.inbox(#inbox_spec)));
     }
     if let Some(retry) = &model.retry {
         let attempts = Literal::u32_unsuffixed(retry.attempts);

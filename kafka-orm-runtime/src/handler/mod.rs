@@ -1,0 +1,383 @@
+//! Handlers: consume a topic and apply each message in a database transaction, with the
+//! inbox, retries, the dead-letter topic, concurrency and watermark commits.
+//!
+//! ```text
+//! orm.topic::<OrderCreated>()
+//!     .handler(|txn, msg| Box::pin(async move {
+//!         billing::Entity::insert(..).exec(txn).await?;   // SeaORM writes on txn
+//!         Ok(())
+//!     }))
+//!     .concurrency(8)
+//!     .run_until(shutdown).await?;
+//! ```
+//!
+//! What holds:
+//!
+//! - **Once in the database.** The handler runs in a transaction that also inserts the
+//!   message's inbox row (topics with `inbox`); a duplicate is skipped, never re-applied.
+//!   The offset is stored only after the commit; a crash in between redelivers, and the
+//!   inbox skips it.
+//! - **Order.** One partition's messages are handled one after another, or, with
+//!   [`HandlerBuilder::key_concurrency`], one key's messages are; partitions (and keys)
+//!   run concurrently up to [`HandlerBuilder::concurrency`].
+//! - **Watermark commits.** The stored offset of a partition never passes a message that
+//!   is not finished: it is the lowest unfinished offset.
+//! - **Retry in place** with exponential backoff, jitter and a cap (`retry(..)` in the
+//!   attribute; default 3 attempts, 200 ms, 10 s). A backing-off message blocks only its
+//!   partition (or key); the consumer keeps polling, so the group session stays alive.
+//! - **Dead letters.** After the last attempt the raw record goes to the topic's `dlq`
+//!   with `kafka-orm-dlq-*` headers (source topic, partition, offset, attempts, error,
+//!   first and last failure time, group), and the partition moves on. A payload that cannot
+//!   be decoded goes there at once. Without a `dlq` such a message stops the handler with
+//!   a typed error instead, its offset uncommitted: nothing is dropped silently.
+//! - **Backpressure.** A partition with more than [`HandlerBuilder::max_pending`] messages
+//!   waiting is paused and resumed once half of them are done.
+//! - **Rebalance.** On revoke, queued messages of the revoked partitions are abandoned,
+//!   in-flight ones are given [`HandlerBuilder::drain_timeout`] to finish and their
+//!   offsets are committed before the partitions go; nothing is committed past unfinished
+//!   work. (Handlers that finish later than that are deduplicated by the inbox.)
+//! - **Shutdown** finishes in-flight handlers, commits, and closes in bounded time.
+//! - **Database outages** are retried with backoff without using up attempts: a message is
+//!   dead-lettered for what the handler did, never because the database was down.
+
+mod dlq;
+mod runner;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use sea_orm::DatabaseTransaction;
+
+use crate::consumer::Delivery;
+use crate::context::TopicHandle;
+use crate::error::{Error, Result};
+use crate::topic::{Consumable, Topic};
+
+pub use dlq::{
+    DLQ_ATTEMPTS, DLQ_ERROR, DLQ_FIRST_FAILURE, DLQ_GROUP, DLQ_LAST_FAILURE, DLQ_SOURCE_OFFSET,
+    DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC,
+};
+
+/// What a handler returns on failure: any error (`?` works on SeaORM's and your own).
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A boxed handler future borrowing the transaction and the delivery.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// Applies one message inside a database transaction.
+///
+/// Implement it on a struct for handlers with state (KafkaFlow's `IMessageHandler<T>`), or
+/// pass a closure to [`TopicHandle::handler`].
+pub trait Handler<T>: Send + Sync + 'static {
+    /// Applies `msg` using `txn`; an error rolls the transaction back and retries.
+    fn handle<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        msg: &'a Delivery<T>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+}
+
+/// A closure handler (see [`TopicHandle::handler`]).
+pub struct FnHandler<F>(F);
+
+impl<T, F> Handler<T> for FnHandler<F>
+where
+    T: 'static,
+    F: for<'a> Fn(&'a DatabaseTransaction, &'a Delivery<T>) -> HandlerFuture<'a>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn handle<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        msg: &'a Delivery<T>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
+        (self.0)(txn, msg)
+    }
+}
+
+/// What to do with a message whose last attempt failed when the topic has no `dlq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnExhausted {
+    /// Stop the handler with [`Error::HandlerFailed`]; the offset is not committed, so the
+    /// message is handled again after a restart (the default without `dlq`).
+    Stop,
+    /// Log it at error level, count it in [`HandlerStats::skipped_failures`], move on.
+    Skip,
+}
+
+/// Configures a handler; get one with [`TopicHandle::handler`] or
+/// [`TopicHandle::handler_with`].
+#[must_use = "call `.run_until(..)` or `.spawn()` to start the handler"]
+pub struct HandlerBuilder<T, H> {
+    topic: TopicHandle<T>,
+    handler: H,
+    config: Config,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub concurrency: usize,
+    pub key_lanes: u32,
+    pub batch: Option<(usize, Duration)>,
+    pub max_pending: usize,
+    pub drain_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub on_exhausted: OnExhausted,
+    pub purge_interval: Duration,
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl<T: Consumable> TopicHandle<T> {
+    /// A handler from a closure, in SeaORM's transaction-closure style:
+    ///
+    /// ```text
+    /// orm.topic::<OrderCreated>().handler(|txn, msg| Box::pin(async move {
+    ///     orders::ActiveModel { id: Set(msg.order_id), ..Default::default() }.insert(txn).await?;
+    ///     Ok(())
+    /// }))
+    /// ```
+    pub fn handler<F>(&self, f: F) -> HandlerBuilder<T, FnHandler<F>>
+    where
+        F: for<'a> Fn(&'a DatabaseTransaction, &'a Delivery<T>) -> HandlerFuture<'a>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.handler_with(FnHandler(f))
+    }
+
+    /// A handler from a [`Handler`] implementation.
+    pub fn handler_with<H: Handler<T>>(&self, handler: H) -> HandlerBuilder<T, H> {
+        let retry = T::SPEC.retry;
+        HandlerBuilder {
+            topic: self.clone(),
+            handler,
+            config: Config {
+                concurrency: 8,
+                key_lanes: 1,
+                batch: None,
+                max_pending: 1000,
+                drain_timeout: Duration::from_secs(10),
+                shutdown_timeout: Duration::from_secs(30),
+                on_exhausted: OnExhausted::Stop,
+                purge_interval: Duration::from_secs(600),
+                attempts: retry.map_or(3, |r| r.attempts.max(1)),
+                backoff: Duration::from_millis(retry.map_or(200, |r| r.backoff_ms)),
+                max_backoff: Duration::from_millis(retry.map_or(10_000, |r| r.max_backoff_ms)),
+            },
+        }
+    }
+}
+
+impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
+    /// How many messages (or batches) are handled at once, across partitions (default 8).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// Within one partition, handle different keys concurrently in `lanes` lanes (one key
+    /// always in one lane, so per-key order holds). Default 1: strict partition order.
+    pub fn key_concurrency(mut self, lanes: u32) -> Self {
+        self.config.key_lanes = lanes.max(1);
+        self
+    }
+
+    /// Batch mode: up to `max` messages of one lane in one transaction, waiting at most
+    /// `max_wait` to fill it. A failing batch is retried message by message, so one bad
+    /// message cannot hold back the others.
+    pub fn batch(mut self, max: usize, max_wait: Duration) -> Self {
+        self.config.batch = Some((max.max(1), max_wait));
+        self
+    }
+
+    /// Pause a partition when this many of its messages wait or run (default 1000).
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.config.max_pending = n.max(1);
+        self
+    }
+
+    /// How long a revoke waits for in-flight handlers of the revoked partitions (default 10 s).
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown waits for in-flight handlers (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// What to do after the last attempt when the topic has no `dlq` (default: stop).
+    pub fn on_exhausted(mut self, policy: OnExhausted) -> Self {
+        self.config.on_exhausted = policy;
+        self
+    }
+
+    /// Overrides the attribute's `retry(..)`: total attempts, first backoff, cap.
+    pub fn retry(mut self, attempts: u32, backoff: Duration, max_backoff: Duration) -> Self {
+        self.config.attempts = attempts.max(1);
+        self.config.backoff = backoff;
+        self.config.max_backoff = max_backoff.max(backoff);
+        self
+    }
+
+    /// How often expired inbox rows are purged (default 10 min; the retention comes from
+    /// `inbox(retention = ..)`).
+    pub fn purge_interval(mut self, interval: Duration) -> Self {
+        self.config.purge_interval = interval;
+        self
+    }
+
+    /// Starts the handler in the background.
+    pub async fn spawn(self) -> Result<RunningHandler> {
+        let orm = self.topic.orm().clone();
+        let db = orm.database().cloned().ok_or(Error::NoDatabase {
+            operation: "handler",
+            topic: T::SPEC.name,
+        })?;
+        let group = orm.group_for(T::SPEC, self.topic.explicit_group())?;
+        runner::start::<T, H>(orm, db, group, self.handler, self.config).await
+    }
+
+    /// Runs until `shutdown` completes, then shuts down gracefully; returns the final
+    /// stats, or the error that stopped the handler.
+    pub async fn run_until<S: Future<Output = ()>>(self, shutdown: S) -> Result<HandlerStats> {
+        let running = self.spawn().await?;
+        let stopped = running.stopped.clone();
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stopped.notified() => {}
+        }
+        running.shutdown().await
+    }
+}
+
+/// Counters of a handler since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerStats {
+    /// Messages applied and committed.
+    pub handled: u64,
+    /// Messages skipped because the inbox had them already.
+    pub duplicates: u64,
+    /// Handler attempts that failed and were retried.
+    pub retries: u64,
+    /// Messages sent to the dead-letter topic (failed or undecodable).
+    pub dead_lettered: u64,
+    /// Payloads that could not be decoded.
+    pub undecodable: u64,
+    /// Messages skipped after the last attempt ([`OnExhausted::Skip`]).
+    pub skipped_failures: u64,
+    /// Database errors outside the handler (begin/commit/inbox), retried.
+    pub database_errors: u64,
+    /// Times a partition was paused for backpressure.
+    pub pauses: u64,
+    /// Times a partition was resumed.
+    pub resumes: u64,
+    /// Partition assignments received (the first one included).
+    pub assignments: u64,
+    /// Partition revocations received.
+    pub revocations: u64,
+    /// Transactions committed (one per message, or one per batch in batch mode).
+    pub transactions: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub handled: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub retries: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub undecodable: AtomicU64,
+    pub skipped_failures: AtomicU64,
+    pub database_errors: AtomicU64,
+    pub pauses: AtomicU64,
+    pub resumes: AtomicU64,
+    pub assignments: AtomicU64,
+    pub revocations: AtomicU64,
+    pub transactions: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    fn snapshot(&self) -> HandlerStats {
+        HandlerStats {
+            handled: self.handled.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+            undecodable: self.undecodable.load(Relaxed),
+            skipped_failures: self.skipped_failures.load(Relaxed),
+            database_errors: self.database_errors.load(Relaxed),
+            pauses: self.pauses.load(Relaxed),
+            resumes: self.resumes.load(Relaxed),
+            assignments: self.assignments.load(Relaxed),
+            revocations: self.revocations.load(Relaxed),
+            transactions: self.transactions.load(Relaxed),
+        }
+    }
+}
+
+/// A handler running in the background.
+pub struct RunningHandler {
+    counters: Arc<Counters>,
+    stop: tokio::sync::watch::Sender<bool>,
+    stopped: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningHandler {
+    /// Counters so far.
+    pub fn stats(&self) -> HandlerStats {
+        self.counters.snapshot()
+    }
+
+    /// Whether the handler stopped on its own (an error; see [`RunningHandler::shutdown`]).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops consuming, lets in-flight handlers finish (bounded by the shutdown timeout),
+    /// commits offsets and closes the consumer. Returns the final stats, or the error
+    /// that stopped the handler earlier.
+    pub async fn shutdown(self) -> Result<HandlerStats> {
+        let _ = self.stop.send(true);
+        let result = self.task.await.map_err(|e| {
+            Error::Config(format!("the handler task ended abnormally: {e}"))
+        })?;
+        result.map(|()| self.counters.snapshot())
+    }
+
+    /// Kills the handler at once, as a crash would: handlers stop being called, nothing
+    /// more is stored or committed by this handler.
+    pub fn abort(self) {
+        let _ = self.stop.send(true);
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for RunningHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHandler")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The topic type this handler module is about, for the error messages.
+pub(crate) fn type_name<T: Topic>() -> &'static str {
+    T::SPEC.type_name
+}

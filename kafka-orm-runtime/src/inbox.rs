@@ -1,0 +1,234 @@
+//! The inbox: each message takes effect once, even when Kafka delivers it twice.
+//!
+//! The handler runs in a database transaction that first inserts the message's inbox row
+//! (consumer group + typed dedup columns, unique) with `ON CONFLICT DO NOTHING`. No row
+//! inserted means the message was applied before: the handler is skipped and the offset
+//! still moves on. The Kafka offset is stored only after the transaction commits, so a
+//! crash in between redelivers the message, and the inbox row turns it into a no-op.
+//!
+//! # Table
+//!
+//! One table per inbox topic (default `<type_in_snake_case>_inbox`):
+//!
+//! | column | type | meaning |
+//! | --- | --- | --- |
+//! | `id` | `BIGSERIAL` / `INTEGER` | row id (for bounded purges) |
+//! | `consumer_group` | `TEXT` | the group that applied the message |
+//! | `dedup_<field>` | per field: `BIGINT`, `TEXT`, `UUID`, `BOOLEAN` | the dedup key (`inbox(dedup = ..)`) |
+//! | `message_id` | `TEXT` | the dedup key of a bare `inbox`: the `kafka-orm-message-id` header |
+//! | `topic`, `kafka_partition`, `kafka_offset` | | where the message was read |
+//! | `processed_at` | `BIGINT` | epoch ms of the commit; rows older than the retention are purged |
+//!
+//! A unique index on `(consumer_group, dedup columns)` makes the check exact. A bare
+//! `inbox` dedups on the message id every kafka-orm producer stamps (the outbox row's id
+//! for relayed events); a message from another producer without that header dedups on
+//! `topic/partition/offset`, which catches redelivery but not a producer's resend.
+
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
+
+use crate::consumer::Delivery;
+use crate::error::{Error, Result};
+use crate::key::{DedupColumn, DedupValue};
+use crate::outbox::{now_ms, placeholders};
+use crate::topic::{InboxSpec, Topic, TopicSpec};
+
+/// The column names of `inbox`'s dedup key.
+fn dedup_columns(inbox: &InboxSpec) -> Vec<String> {
+    if inbox.dedup_fields.is_empty() {
+        vec!["message_id".to_string()]
+    } else {
+        inbox
+            .dedup_fields
+            .iter()
+            .map(|f| format!("dedup_{f}"))
+            .collect()
+    }
+}
+
+fn column_type(column: DedupColumn, backend: DatabaseBackend) -> &'static str {
+    match (column, backend) {
+        (DedupColumn::BigInt, _) => "BIGINT",
+        (DedupColumn::Text, _) => "TEXT",
+        (DedupColumn::Uuid, DatabaseBackend::Postgres) => "UUID",
+        (DedupColumn::Uuid, _) => "TEXT",
+        (DedupColumn::Bool, _) => "BOOLEAN",
+    }
+}
+
+/// The DDL of `spec`'s inbox table on `backend` (empty when the topic has no inbox).
+pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<String> {
+    let Some(inbox) = spec.inbox else {
+        return Vec::new();
+    };
+    let table = inbox.table;
+    let id = match backend {
+        DatabaseBackend::Postgres => "BIGSERIAL PRIMARY KEY",
+        _ => "INTEGER PRIMARY KEY AUTOINCREMENT",
+    };
+    let names = dedup_columns(&inbox);
+    let dedup_defs: Vec<String> = if inbox.dedup_fields.is_empty() {
+        vec!["message_id TEXT NOT NULL".into()]
+    } else {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let column = inbox
+                    .dedup_columns
+                    .get(i)
+                    .copied()
+                    .unwrap_or(DedupColumn::Text);
+                format!("{name} {} NOT NULL", column_type(column, backend))
+            })
+            .collect()
+    };
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS \"{table}\" (
+    id {id},
+    consumer_group TEXT NOT NULL,
+    {},
+    topic TEXT NOT NULL,
+    kafka_partition INTEGER NOT NULL,
+    kafka_offset BIGINT NOT NULL,
+    processed_at BIGINT NOT NULL
+)",
+            dedup_defs.join(",\n    ")
+        ),
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS \"{table}_dedup\" ON \"{table}\" (consumer_group, {})",
+            names.join(", ")
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{table}_processed_at\" ON \"{table}\" (processed_at)"
+        ),
+    ]
+}
+
+fn to_value(v: DedupValue, backend: DatabaseBackend) -> Value {
+    match v {
+        DedupValue::Int(i) => i.into(),
+        DedupValue::Text(s) => s.into(),
+        DedupValue::Uuid(u) if backend == DatabaseBackend::Postgres => u.into(),
+        DedupValue::Uuid(u) => u.hyphenated().to_string().into(),
+        DedupValue::Bool(b) => b.into(),
+    }
+}
+
+/// The dedup key of `delivery` as column values.
+fn dedup_values<T: Topic>(
+    inbox: &InboxSpec,
+    delivery: &Delivery<T>,
+    backend: DatabaseBackend,
+) -> Vec<Value> {
+    if inbox.dedup_fields.is_empty() {
+        let id = match delivery.message_id() {
+            Some(id) => id.to_string(),
+            None => format!(
+                "{}/{}/{}",
+                delivery.topic(),
+                delivery.partition(),
+                delivery.offset()
+            ),
+        };
+        vec![id.into()]
+    } else {
+        delivery
+            .value()
+            .dedup_key()
+            .into_iter()
+            .map(|v| to_value(v, backend))
+            .collect()
+    }
+}
+
+/// Inserts `delivery`'s inbox row in `conn` (the handler's transaction). Returns `false`
+/// when the row exists: the message was applied before and must be skipped.
+pub async fn record<T: Topic, C: ConnectionTrait>(
+    conn: &C,
+    group: &str,
+    delivery: &Delivery<T>,
+) -> Result<bool> {
+    let Some(inbox) = T::SPEC.inbox else {
+        return Ok(true);
+    };
+    let backend = conn.get_database_backend();
+    let names = dedup_columns(&inbox);
+    let mut values: Vec<Value> = vec![group.into()];
+    values.extend(dedup_values(&inbox, delivery, backend));
+    values.push(delivery.topic().into());
+    values.push(delivery.partition().into());
+    values.push(delivery.offset().into());
+    values.push(now_ms().into());
+    let marks = vec!["?"; values.len()].join(",");
+    let sql = format!(
+        "INSERT INTO \"{}\" (consumer_group, {}, topic, kafka_partition, kafka_offset, processed_at) \
+         VALUES ({marks}) ON CONFLICT DO NOTHING",
+        inbox.table,
+        names.join(", ")
+    );
+    let result = conn
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            placeholders(backend, &sql),
+            values,
+        ))
+        .await
+        .map_err(|e| {
+            Error::db(
+                format!("recording the inbox row of {}[{}]@{}", delivery.topic(), delivery.partition(), delivery.offset()),
+                e,
+            )
+        })?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Deletes inbox rows of `spec` processed before `older_than_ms`, `batch` rows per
+/// statement so no statement holds locks for long. Returns the number deleted.
+pub async fn purge(
+    db: &DatabaseConnection,
+    spec: &TopicSpec,
+    older_than_ms: i64,
+    batch: u32,
+) -> Result<u64> {
+    let Some(inbox) = spec.inbox else {
+        return Ok(0);
+    };
+    let backend = db.get_database_backend();
+    let table = inbox.table;
+    let sql = placeholders(
+        backend,
+        &format!(
+            "DELETE FROM \"{table}\" WHERE id IN \
+             (SELECT id FROM \"{table}\" WHERE processed_at < ? ORDER BY processed_at LIMIT {batch})"
+        ),
+    );
+    let mut total = 0;
+    loop {
+        let deleted = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql.clone(),
+                [older_than_ms.into()],
+            ))
+            .await
+            .map_err(|e| Error::db(format!("purging the inbox table `{table}`"), e))?
+            .rows_affected();
+        total += deleted;
+        if deleted < u64::from(batch) {
+            return Ok(total);
+        }
+    }
+}
+
+/// Purges every registered inbox of rows older than its retention.
+pub async fn purge_expired(db: &DatabaseConnection, specs: &[&'static TopicSpec]) -> Result<u64> {
+    let mut total = 0;
+    for spec in specs {
+        if let Some(inbox) = spec.inbox {
+            let cutoff = now_ms() - (inbox.retention_secs as i64).saturating_mul(1000);
+            total += purge(db, spec, cutoff, 1000).await?;
+        }
+    }
+    Ok(total)
+}
