@@ -156,7 +156,11 @@ impl KafkaOrm {
 
     /// Like [`Self::consumer_config`] with extra defaults, still overridden by the user's
     /// `consumer_set` settings.
-    pub(crate) fn consumer_config_with(&self, group: &str, defaults: &[(&str, &str)]) -> ClientConfig {
+    pub(crate) fn consumer_config_with(
+        &self,
+        group: &str,
+        defaults: &[(&str, &str)],
+    ) -> ClientConfig {
         let inner = &self.inner;
         let mut cfg = client_config(&inner.bootstrap, &inner.common);
         cfg.set("group.id", group)

@@ -136,7 +136,9 @@ pub enum Error {
     /// A handler failed on its last attempt and the topic has no dead-letter topic, or an
     /// undecodable message arrived on a topic without one: the handler stops there, with
     /// the offset uncommitted.
-    #[error("handler of `{type_name}` gave up on {topic}[{partition}]@{offset} after {attempts} attempt(s), and the topic has no `dlq`: {source}")]
+    #[error(
+        "handler of `{type_name}` gave up on {topic}[{partition}]@{offset} after {attempts} attempt(s), and the topic has no `dlq`: {source}"
+    )]
     HandlerFailed {
         /// The topic.
         topic: String,

@@ -176,7 +176,12 @@ pub async fn record<T: Topic, C: ConnectionTrait>(
         .await
         .map_err(|e| {
             Error::db(
-                format!("recording the inbox row of {}[{}]@{}", delivery.topic(), delivery.partition(), delivery.offset()),
+                format!(
+                    "recording the inbox row of {}[{}]@{}",
+                    delivery.topic(),
+                    delivery.partition(),
+                    delivery.offset()
+                ),
                 e,
             )
         })?;

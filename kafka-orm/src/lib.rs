@@ -11,6 +11,10 @@ pub use kafka_orm_runtime::codec::{self, Codec, CodecError, Json};
 pub use kafka_orm_runtime::consumer::{Delivery, TopicConsumer};
 pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use kafka_orm_runtime::error::{Error, Result};
+pub use kafka_orm_runtime::handler::{
+    FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture, HandlerStats, OnExhausted,
+    RunningHandler,
+};
 pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyPart};
 pub use kafka_orm_runtime::outbox::relay::{
     FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RelayStats,
@@ -22,10 +26,6 @@ pub use kafka_orm_runtime::registry::{self, TopicRegistration};
 pub use kafka_orm_runtime::topic::{
     Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
     RetrySpec, Topic, TopicSpec,
-};
-pub use kafka_orm_runtime::handler::{
-    FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture, HandlerStats, OnExhausted,
-    RunningHandler,
 };
 pub use kafka_orm_runtime::{handler, inbox, outbox, schema};
 

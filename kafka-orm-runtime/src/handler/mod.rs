@@ -334,6 +334,7 @@ impl Counters {
 /// A handler running in the background.
 pub struct RunningHandler {
     counters: Arc<Counters>,
+    aborted: Arc<std::sync::atomic::AtomicBool>,
     stop: tokio::sync::watch::Sender<bool>,
     stopped: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -355,17 +356,20 @@ impl RunningHandler {
     /// that stopped the handler earlier.
     pub async fn shutdown(self) -> Result<HandlerStats> {
         let _ = self.stop.send(true);
-        let result = self.task.await.map_err(|e| {
-            Error::Config(format!("the handler task ended abnormally: {e}"))
-        })?;
+        let result = self
+            .task
+            .await
+            .map_err(|e| Error::Config(format!("the handler task ended abnormally: {e}")))?;
         result.map(|()| self.counters.snapshot())
     }
 
     /// Kills the handler at once, as a crash would: handlers stop being called, nothing
     /// more is stored or committed by this handler.
     pub fn abort(self) {
-        let _ = self.stop.send(true);
+        self.aborted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.task.abort();
+        let _ = self.stop.send(true);
     }
 }
 

@@ -52,6 +52,8 @@ struct Shared {
     counters: Arc<Counters>,
     config: Config,
     next_epoch: std::sync::atomic::AtomicU64,
+    /// Set by [`RunningHandler::abort`]: behave as after a crash, commit nothing more.
+    aborted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
@@ -119,6 +121,9 @@ impl ConsumerContext for RunnerContext {
             parts.remove(p);
         }
         drop(parts);
+        if shared.aborted.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         // Commit what finished before the partitions move on.
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(error = %e, "commit on revoke");
@@ -219,6 +224,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
 ) -> Result<RunningHandler> {
     let topic = orm.topic_name(T::SPEC);
     let counters = Arc::new(Counters::default());
+    let aborted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shared = Arc::new(Shared {
         topic: topic.clone(),
         parts: Mutex::new(HashMap::new()),
@@ -226,6 +232,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         counters: Arc::clone(&counters),
         config: config.clone(),
         next_epoch: std::sync::atomic::AtomicU64::new(1),
+        aborted: Arc::clone(&aborted),
     });
     let cfg = orm.consumer_config_with(
         &group,
@@ -267,6 +274,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
     });
     Ok(RunningHandler {
         counters,
+        aborted,
         stop,
         stopped,
         task,
@@ -280,10 +288,7 @@ fn raw_record(m: &BorrowedMessage<'_>) -> RawRecord {
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
-        headers: m
-            .headers()
-            .map(Headers::from_rdkafka)
-            .unwrap_or_default(),
+        headers: m.headers().map(Headers::from_rdkafka).unwrap_or_default(),
     }
 }
 
@@ -373,14 +378,19 @@ async fn dispatch<T: Consumable, H: Handler<T>>(
             }
         }
     }
+    if shared.aborted.load(std::sync::atomic::Ordering::SeqCst) {
+        return outcome;
+    }
     let client = Arc::clone(&lane.client);
-    let committed = tokio::task::spawn_blocking(move || {
-        client.get().commit_consumer_state(CommitMode::Sync)
-    })
-    .await;
+    let committed =
+        tokio::task::spawn_blocking(move || client.get().commit_consumer_state(CommitMode::Sync))
+            .await;
     if let Ok(Err(e)) = committed {
         // Nothing stored since the last commit is not an error.
-        if !matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
+        if !matches!(
+            e.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
+        ) {
             tracing::warn!(error = %e, "final commit failed; uncommitted messages will be redelivered (and deduplicated)");
         }
     }
@@ -512,7 +522,10 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     fn backoff(&self, attempt: u32) -> Duration {
         let config = &self.shared.config;
         let exp = attempt.saturating_sub(1).min(20);
-        let raw = config.backoff.saturating_mul(1 << exp).min(config.max_backoff);
+        let raw = config
+            .backoff
+            .saturating_mul(1 << exp)
+            .min(config.max_backoff);
         // ±20 % jitter, so retries of many partitions do not hit the database together.
         let jitter = (stable_hash(&[&now_ms().to_le_bytes()]) % 41) as f64 / 100.0;
         raw.mul_f64(0.8 + jitter).min(config.max_backoff)
@@ -527,7 +540,9 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                 epoch,
             } => (delivery, raw, epoch),
             Work::Undecodable { raw, error, epoch } => {
-                return self.give_up(&raw, 0, error, now_ms(), epoch, "decode").await;
+                return self
+                    .give_up(&raw, 0, error, now_ms(), epoch, "decode")
+                    .await;
             }
         };
         let mut delivery = delivery;
@@ -555,7 +570,14 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                     if delivery.attempt >= self.shared.config.attempts {
                         let raw = raw.unwrap_or_else(|| raw_of(&delivery));
                         return self
-                            .give_up(&raw, delivery.attempt, e.to_string(), first, epoch, "handler")
+                            .give_up(
+                                &raw,
+                                delivery.attempt,
+                                e.to_string(),
+                                first,
+                                epoch,
+                                "handler",
+                            )
                             .await;
                     }
                     Counters::bump(&self.shared.counters.retries);
@@ -581,8 +603,14 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
             traceparent = delivery.headers.get_str(TRACEPARENT_HEADER).unwrap_or(""),
         );
         async {
-            let txn = self.db.begin().await.map_err(|e| Attempt::Infra(Error::db("beginning the handler transaction", e)))?;
-            if !inbox::record(&txn, &self.group, delivery).await.map_err(Attempt::Infra)? {
+            let txn =
+                self.db.begin().await.map_err(|e| {
+                    Attempt::Infra(Error::db("beginning the handler transaction", e))
+                })?;
+            if !inbox::record(&txn, &self.group, delivery)
+                .await
+                .map_err(Attempt::Infra)?
+            {
                 Counters::bump(&self.shared.counters.duplicates);
                 let _ = txn.rollback().await;
                 return Ok(());
@@ -600,8 +628,15 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     }
 
     /// Calls the handler, turning a panic into an error.
-    async fn call(&self, txn: &DatabaseTransaction, delivery: &Delivery<T>) -> std::result::Result<(), HandlerError> {
-        match AssertUnwindSafe(self.handler.handle(txn, delivery)).catch_unwind().await {
+    async fn call(
+        &self,
+        txn: &DatabaseTransaction,
+        delivery: &Delivery<T>,
+    ) -> std::result::Result<(), HandlerError> {
+        match AssertUnwindSafe(self.handler.handle(txn, delivery))
+            .catch_unwind()
+            .await
+        {
             Ok(result) => result,
             Err(panic) => {
                 let what = panic
@@ -640,7 +675,9 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         let mut applied = 0;
         let mut duplicates = 0;
         for w in works {
-            let Work::Message { delivery, .. } = w else { return false };
+            let Work::Message { delivery, .. } = w else {
+                return false;
+            };
             match inbox::record(&txn, &self.group, delivery).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -659,8 +696,10 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
             return false;
         }
         let c = &self.shared.counters;
-        c.handled.fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
-        c.duplicates.fetch_add(duplicates, std::sync::atomic::Ordering::Relaxed);
+        c.handled
+            .fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
+        c.duplicates
+            .fetch_add(duplicates, std::sync::atomic::Ordering::Relaxed);
         Counters::bump(&c.transactions);
         true
     }
@@ -691,7 +730,8 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                     first_ms,
                     last_ms: now_ms(),
                 };
-                match dlq::send(&self.orm, &dlq_topic, raw, failure, self.orm.send_timeout()).await {
+                match dlq::send(&self.orm, &dlq_topic, raw, failure, self.orm.send_timeout()).await
+                {
                     Ok(_) => {
                         Counters::bump(&self.shared.counters.dead_lettered);
                         tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, dlq = %dlq_topic, reason = what, error = %error, "dead-lettered");
