@@ -19,7 +19,12 @@ use serde::{Deserialize, Serialize};
 /// The event: one derive maps it to the `demo.order-created` topic, keyed by customer, so
 /// all of one customer's orders land on one partition, in order.
 #[derive(Debug, Clone, Serialize, Deserialize, Topic)]
-#[topic(name = "demo.order-created", key = "customer_id", partitions = 3, group = "demo-billing")]
+#[topic(
+    name = "demo.order-created",
+    key = "customer_id",
+    partitions = 3,
+    group = "demo-billing"
+)]
 pub struct OrderCreated {
     pub order_id: i64,
     pub customer_id: String,
