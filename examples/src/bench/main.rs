@@ -1,0 +1,373 @@
+//! kafka-orm's benchmark: every figure beside a raw baseline measured in the same run.
+//!
+//! ```text
+//! ./scripts/bench [--quick] [--scenario NAME]... [--messages N] [--out FILE]
+//! ```
+//!
+//! `scripts/bench` starts real Kafka and PostgreSQL, builds this program in release mode
+//! and runs it; run by hand it needs `KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL`. It prints
+//! a table and writes `target/bench/latest.json`. Scenarios (see README.md, "Benchmarks"):
+//!
+//! | scenario | figure | baseline |
+//! | --- | --- | --- |
+//! | `raw_produce` | msg/s, rdkafka idempotent producer | (is a baseline) |
+//! | `raw_claim` | rows/s, `FOR UPDATE SKIP LOCKED` claim + delete | (is a baseline) |
+//! | `relay_throughput` | msg/s through outbox + relay, 1/2/4 instances | serial limit of the two above |
+//! | `publish_overhead` | µs per transaction with `publish` | same transaction, two plain rows |
+//! | `relay_latency` | commit → relay recorded the broker's ack, NOTIFY and polling | raw produce → ack |
+//! | `outbox_to_consumer_latency` | commit → typed consumer received | raw produce → consumer |
+//! | `inbox_throughput` | (skipped until handlers exist) + raw consume baselines | |
+//! | `end_to_end_latency` | (skipped until handlers exist) | |
+//! | `macro_cost` | debug build time and expansion lines of 50 `#[derive(Topic)]` | serde derives only |
+
+mod breakdown;
+mod claim;
+mod inbox;
+mod infra;
+mod latency;
+mod macro_cost;
+mod overhead;
+mod produce;
+mod relay;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use report::{Outcome, Params, Progress};
+use serde_json::json;
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub quick: bool,
+    /// Messages of the throughput scenarios.
+    pub messages: u64,
+    /// Payload size of every message.
+    pub payload_bytes: usize,
+    /// Messages of the per-message transaction baseline (slower: fewer).
+    pub per_message: u64,
+    /// Transactions of each variant of `publish_overhead`.
+    pub txns: u64,
+    /// Length of each latency run, and its commit rate.
+    pub latency: Duration,
+    pub latency_rate: u64,
+    /// Relay instance counts of `relay_throughput`.
+    pub relay_instances: Vec<usize>,
+    /// Structs in the generated crates of `macro_cost`.
+    pub macro_structs: usize,
+    /// Where the JSON goes.
+    pub out: PathBuf,
+}
+
+impl Config {
+    fn full() -> Self {
+        Config {
+            quick: false,
+            messages: 100_000,
+            payload_bytes: 256,
+            per_message: 10_000,
+            txns: 2_000,
+            latency: Duration::from_secs(30),
+            latency_rate: 200,
+            relay_instances: vec![1, 2, 4],
+            macro_structs: 50,
+            out: workspace_root().join("target/bench/latest.json"),
+        }
+    }
+
+    fn quick() -> Self {
+        Config {
+            quick: true,
+            messages: 5_000,
+            per_message: 500,
+            txns: 200,
+            latency: Duration::from_secs(5),
+            macro_structs: 50,
+            ..Config::full()
+        }
+    }
+
+    /// How long one scenario may take before it is reported as failed.
+    fn time_limit(&self) -> Duration {
+        if self.quick {
+            Duration::from_secs(180)
+        } else {
+            Duration::from_secs(30 * 60)
+        }
+    }
+}
+
+/// The workspace this program was built in (for `target/bench`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The scenarios, in run order, with the row names each one reports.
+const SCENARIOS: &[(&str, &[&str])] = &[
+    ("raw_produce", &["raw_produce"]),
+    ("raw_claim", &["raw_claim"]),
+    ("relay_throughput", &["relay_throughput"]),
+    ("publish_overhead", &["publish_overhead"]),
+    (
+        "relay_latency",
+        &[
+            "relay_latency",
+            "outbox_to_consumer_latency",
+            "raw_produce_latency",
+        ],
+    ),
+    (
+        "inbox_throughput",
+        &[
+            "inbox_throughput",
+            "raw_consume_batch_insert",
+            "raw_per_message_txn",
+        ],
+    ),
+    ("end_to_end_latency", &["end_to_end_latency"]),
+    ("macro_cost", &["macro_cost", "macro_expansion"]),
+];
+
+fn usage() -> ! {
+    let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+    eprintln!(
+        "usage: bench [--quick] [--scenario NAME]... [--messages N] [--out FILE]\n\
+         scenarios: {}\n\
+         needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (./scripts/bench sets them)",
+        names.join(", ")
+    );
+    std::process::exit(2)
+}
+
+struct Args {
+    config: Config,
+    selected: Vec<&'static str>,
+}
+
+fn parse_args() -> Args {
+    let mut quick = false;
+    let mut wanted: Vec<String> = Vec::new();
+    let mut messages: Option<u64> = None;
+    let mut out: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let mut value = |flag: &str| {
+            inline.clone().or_else(|| args.next()).unwrap_or_else(|| {
+                eprintln!("bench: `{flag}` needs a value");
+                usage()
+            })
+        };
+        match flag.as_str() {
+            "--quick" => quick = true,
+            "--scenario" => wanted.extend(value("--scenario").split(',').map(str::to_string)),
+            "--messages" => {
+                let v = value("--messages");
+                messages = Some(v.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| {
+                    eprintln!("bench: `--messages` must be a positive number, got `{v}`");
+                    usage()
+                }));
+            }
+            "--out" => out = Some(PathBuf::from(value("--out"))),
+            "-h" | "--help" => usage(),
+            other => {
+                eprintln!("bench: unknown argument `{other}`");
+                usage()
+            }
+        }
+    }
+    let mut config = if quick {
+        Config::quick()
+    } else {
+        Config::full()
+    };
+    if let Some(n) = messages {
+        config.messages = n;
+        config.per_message = (n / 10).max(100);
+    }
+    if let Some(out) = out {
+        config.out = out;
+    }
+    let mut selected: Vec<&'static str> = Vec::new();
+    for w in &wanted {
+        let Some((group, _)) = SCENARIOS
+            .iter()
+            .find(|(g, rows)| *g == w.as_str() || rows.contains(&w.as_str()))
+        else {
+            eprintln!("bench: unknown scenario `{w}`");
+            usage()
+        };
+        selected.push(group);
+    }
+    if selected.is_empty() {
+        selected = SCENARIOS.iter().map(|(g, _)| *g).collect();
+    }
+    // The relay's baselines are measured in the same run.
+    if selected.contains(&"relay_throughput") {
+        for dep in ["raw_claim", "raw_produce"] {
+            if !selected.contains(&dep) {
+                selected.push(dep);
+            }
+        }
+    }
+    let selected = SCENARIOS
+        .iter()
+        .map(|(g, _)| *g)
+        .filter(|g| selected.contains(g))
+        .collect();
+    Args { config, selected }
+}
+
+/// Baselines that later scenarios compare with.
+#[derive(Debug, Default, Clone)]
+pub struct Baselines {
+    pub raw_produce: Option<f64>,
+    pub raw_claim: Option<f64>,
+}
+
+#[tokio::main]
+async fn main() {
+    let Args { config, selected } = parse_args();
+    breakdown::install();
+    let started = Instant::now();
+    let infra = match infra::Infra::from_env() {
+        Ok(i) => Some(i),
+        Err(e) if selected.iter().all(|s| *s == "macro_cost") => {
+            let _ = e;
+            None
+        }
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let progress = Arc::new(Progress::new());
+    eprintln!(
+        "bench: {} mode, {} scenario(s), {cores} cores, {} messages of {} bytes; results in {}",
+        if config.quick { "quick" } else { "full" },
+        selected.len(),
+        config.messages,
+        config.payload_bytes,
+        config.out.display()
+    );
+
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut baselines = Baselines::default();
+    for (i, name) in selected.iter().enumerate() {
+        progress.step(format!("[{}/{}] {name}", i + 1, selected.len()));
+        let t0 = Instant::now();
+        let run = run_scenario(name, &config, infra.as_ref(), &baselines, &progress);
+        let mut rows = match tokio::time::timeout(config.time_limit(), run).await {
+            Ok(rows) => rows,
+            Err(_) => vec![Outcome::failed(
+                name,
+                Params::default(),
+                format!("did not finish within {:?}", config.time_limit()),
+            )],
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        for r in &mut rows {
+            r.seconds = secs;
+            match (r.name, r.figure()) {
+                ("raw_produce", Some(f)) => baselines.raw_produce = Some(f.value),
+                ("raw_claim", Some(f)) => baselines.raw_claim = Some(f.value),
+                _ => {}
+            }
+        }
+        progress.phase(format!("done in {secs:.1}s"));
+        progress.done();
+        outcomes.extend(rows);
+    }
+
+    let wall = started.elapsed().as_secs_f64();
+    println!();
+    print!("{}", report::table(&outcomes));
+    println!("wall time {wall:.1}s");
+
+    let (date, time) = report::utc_now();
+    let doc = json!({
+        "date": date,
+        "time": time,
+        "mode": if config.quick { "quick" } else { "full" },
+        "cores": cores,
+        "git_commit": git_commit(),
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "wall_seconds": report::round(wall, 1),
+        "scenarios": outcomes.iter().map(|o| o.to_json(cores)).collect::<Vec<_>>(),
+    });
+    if let Some(dir) = config.out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let text = serde_json::to_string_pretty(&doc).expect("JSON from plain values");
+    if let Err(e) = std::fs::write(&config.out, text + "\n") {
+        eprintln!("bench: cannot write {}: {e}", config.out.display());
+        std::process::exit(1);
+    }
+    eprintln!("bench: wrote {}", config.out.display());
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o.result, report::Result::Failed(_)))
+        .count();
+    if failed > 0 {
+        eprintln!("bench: {failed} scenario(s) failed");
+        std::process::exit(1);
+    }
+}
+
+async fn run_scenario(
+    name: &'static str,
+    config: &Config,
+    infra: Option<&infra::Infra>,
+    baselines: &Baselines,
+    progress: &Arc<Progress>,
+) -> Vec<Outcome> {
+    let Some(infra) = infra else {
+        return match name {
+            "macro_cost" => macro_cost::run(config, progress).await,
+            _ => vec![Outcome::failed(
+                name,
+                Params::default(),
+                "no infrastructure",
+            )],
+        };
+    };
+    let result = match name {
+        "raw_produce" => produce::run(config, infra, progress).await,
+        "raw_claim" => claim::run(config, infra, progress).await,
+        "relay_throughput" => relay::run(config, infra, baselines, progress).await,
+        "publish_overhead" => overhead::run(config, infra, progress).await,
+        "relay_latency" => latency::run(config, infra, progress).await,
+        "inbox_throughput" => inbox::run(config, infra, progress).await,
+        "end_to_end_latency" => Ok(vec![Outcome::skipped(
+            "end_to_end_latency",
+            Params::default(),
+            "inbox handler not implemented yet (issue 5); see outbox_to_consumer_latency for \
+             outbox commit -> consumer receipt",
+        )]),
+        "macro_cost" => return macro_cost::run(config, progress).await,
+        other => Err(format!("unknown scenario {other}").into()),
+    };
+    result.unwrap_or_else(|e| vec![Outcome::failed(name, Params::default(), e.to_string())])
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(workspace_root())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
