@@ -426,6 +426,14 @@ fn wanted_topics(
     for spec in specs {
         let shape = (spec.partitions, spec.replication);
         wanted.insert(format!("{namespace}{}", spec.name), shape);
+        if spec.retry_topics {
+            for tier in 1..=crate::handler::RETRY_TIERS as u8 {
+                wanted.insert(
+                    crate::handler::retry_topic(&format!("{namespace}{}", spec.name), tier),
+                    shape,
+                );
+            }
+        }
         if let Some(dlq) = spec.dlq {
             wanted
                 .entry(format!("{namespace}{}", dlq.topic))

@@ -539,3 +539,80 @@ async fn sqlite_inbox_round_trip() {
     assert_once_each_and_key_order(&ledger(&db).await, 50);
     h.shutdown().await.unwrap();
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
+#[topic(
+    name = "inbox.shipments",
+    key = "warehouse",
+    inbox(dedup = "shipment_id"),
+    group = "shipping",
+    retry(attempts = 2, backoff = "10ms", max_backoff = "50ms"),
+    retry_topics,
+    dlq
+)]
+struct ShipmentRequested {
+    shipment_id: i64,
+    warehouse: String,
+    /// How many attempts fail before one succeeds (`99`: all of them).
+    fail_times: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_topics_retry_later_without_blocking_the_partition_then_dead_letter() {
+    let Some((orm, _db)) = setup("inbox-retry-topics").await else {
+        return;
+    };
+    let shipments = orm.topic::<ShipmentRequested>();
+    let wh = |id, fail_times| ShipmentRequested {
+        shipment_id: id,
+        warehouse: "w1".into(),
+        fail_times,
+    };
+    // 1 fails 3 times (2 in place + tier 1), 2 never fails, 3 always fails.
+    shipments
+        .produce_all(&[wh(1, 3), wh(2, 0), wh(3, 99)])
+        .await
+        .unwrap();
+    let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = applied.clone();
+    let h = shipments
+        .handler(move |_txn, msg| {
+            let log = log.clone();
+            Box::pin(async move {
+                if msg.attempt() <= msg.fail_times {
+                    return Err(
+                        format!("attempt {} of {} fails", msg.attempt(), msg.shipment_id).into(),
+                    );
+                }
+                log.lock().unwrap().push((msg.shipment_id, msg.attempt()));
+                Ok(())
+            })
+        })
+        .retry_topic_delays([
+            Duration::from_millis(300),
+            Duration::from_millis(300),
+            Duration::from_millis(300),
+        ])
+        .spawn()
+        .await
+        .unwrap();
+    wait_stats(&h, "1 and 2 applied, 3 dead-lettered", |s| {
+        s.handled == 2 && s.dead_lettered == 1
+    })
+    .await;
+    let applied = applied.lock().unwrap().clone();
+    assert_eq!(
+        applied[0],
+        (2, 1),
+        "2 was not blocked behind 1's retries: {applied:?}"
+    );
+    assert_eq!(
+        applied[1],
+        (1, 4),
+        "1 succeeded on its 4th attempt, from retry tier 2: {applied:?}"
+    );
+    // Retries count in-place retries and tier hops: 1 failed 3 times (1 in place, 2 hops),
+    // 3 failed 5 times (1 in place, 3 hops, then the dead-letter topic).
+    assert_eq!(h.stats().retries, 3 + 4, "{:?}", h.stats());
+    h.shutdown().await.unwrap();
+}

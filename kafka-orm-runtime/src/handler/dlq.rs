@@ -43,6 +43,27 @@ pub(crate) struct Failure<'a> {
     pub last_ms: i64,
 }
 
+/// Sends `raw` as it is (key, payload, headers) to `topic` and waits for the ack.
+pub(crate) async fn forward(
+    orm: &KafkaOrm,
+    topic: &str,
+    raw: &RawRecord,
+    timeout: Duration,
+) -> Result<DeliveryReport> {
+    let message_id = raw
+        .headers
+        .get_str(producer::MESSAGE_ID_HEADER)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let msg = Outgoing {
+        key: raw.key.clone(),
+        payload: raw.payload.clone().unwrap_or_default(),
+        headers: raw.headers.clone(),
+        message_id,
+    };
+    producer::send(orm.producer(), topic, msg, timeout).await
+}
+
 /// Sends `raw` to `dlq_topic` (namespace applied by the caller) and waits for the ack.
 pub(crate) async fn send(
     orm: &KafkaOrm,
@@ -60,15 +81,9 @@ pub(crate) async fn send(
     headers.insert(DLQ_ERROR, failure.error);
     headers.insert(DLQ_FIRST_FAILURE, failure.first_ms.to_string());
     headers.insert(DLQ_LAST_FAILURE, failure.last_ms.to_string());
-    let message_id = headers
-        .get_str(producer::MESSAGE_ID_HEADER)
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let msg = Outgoing {
-        key: raw.key.clone(),
-        payload: raw.payload.clone().unwrap_or_default(),
+    let record = RawRecord {
         headers,
-        message_id,
+        ..raw.clone()
     };
-    producer::send(orm.producer(), dlq_topic, msg, timeout).await
+    forward(orm, dlq_topic, &record, timeout).await
 }

@@ -25,6 +25,10 @@
 //! - **Retry in place** with exponential backoff, jitter and a cap (`retry(..)` in the
 //!   attribute; default 3 attempts, 200 ms, 10 s). A backing-off message blocks only its
 //!   partition (or key); the consumer keeps polling, so the group session stays alive.
+//! - **Retry topics** (`retry_topics`, Spring Kafka's non-blocking retries): after the
+//!   in-place attempts, a failed message goes to `<topic>.retry-1`, `-2`, `-3` with growing
+//!   delays ([`HandlerBuilder::retry_topic_delays`]) and is tried once per tier when due, so
+//!   the partition is not blocked meanwhile. Per-key order does not hold across a retry.
 //! - **Dead letters.** After the last attempt the raw record goes to the topic's `dlq`
 //!   with `kafka-orm-dlq-*` headers (source topic, partition, offset, attempts, error,
 //!   first and last failure time, group), and the partition moves on. A payload that cannot
@@ -42,6 +46,8 @@
 
 mod dlq;
 mod runner;
+
+pub(crate) use runner::{RETRY_TIERS, retry_topic};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -133,6 +139,7 @@ pub(crate) struct Config {
     pub attempts: u32,
     pub backoff: Duration,
     pub max_backoff: Duration,
+    pub retry_topic_delays: Vec<Duration>,
 }
 
 impl<T: Consumable> TopicHandle<T> {
@@ -172,6 +179,10 @@ impl<T: Consumable> TopicHandle<T> {
                 attempts: retry.map_or(3, |r| r.attempts.max(1)),
                 backoff: Duration::from_millis(retry.map_or(200, |r| r.backoff_ms)),
                 max_backoff: Duration::from_millis(retry.map_or(10_000, |r| r.max_backoff_ms)),
+                retry_topic_delays: {
+                    let cap = Duration::from_millis(retry.map_or(10_000, |r| r.max_backoff_ms));
+                    vec![cap, cap * 4, cap * 16]
+                },
             },
         }
     }
@@ -228,6 +239,14 @@ impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
         self.config.attempts = attempts.max(1);
         self.config.backoff = backoff;
         self.config.max_backoff = max_backoff.max(backoff);
+        self
+    }
+
+    /// Delays of the three retry tiers (`retry_topics`): a message whose in-place attempts
+    /// failed goes to `<topic>.retry-1` and is tried again after the first delay, then
+    /// `.retry-2`, `.retry-3`, then the dead-letter topic. Default: `max_backoff` × 1, 4, 16.
+    pub fn retry_topic_delays(mut self, delays: [Duration; 3]) -> Self {
+        self.config.retry_topic_delays = delays.to_vec();
         self
     }
 

@@ -45,9 +45,16 @@ struct PartState {
     revoking: bool,
 }
 
+/// A partition of one of the subscribed topics: (index into `Shared::topics`, partition).
+/// Index 0 is the topic itself; 1.. are its retry tiers.
+type Tp = (u8, i32);
+
 struct Shared {
+    /// The topic (namespace applied).
     topic: String,
-    parts: Mutex<HashMap<i32, PartState>>,
+    /// The topic, then its retry-tier topics (when `retry_topics`).
+    topics: Vec<String>,
+    parts: Mutex<HashMap<Tp, PartState>>,
     changed: Condvar,
     counters: Arc<Counters>,
     config: Config,
@@ -57,7 +64,33 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<i32, PartState>> {
+    fn index_of(&self, topic: &str) -> Option<u8> {
+        self.topics.iter().position(|t| t == topic).map(|i| i as u8)
+    }
+
+    /// The subscribed partitions in `tpl`.
+    fn ours(&self, tpl: &TopicPartitionList) -> Vec<Tp> {
+        tpl.elements()
+            .iter()
+            .filter_map(|e| Some((self.index_of(e.topic())?, e.partition())))
+            .collect()
+    }
+
+    fn tpl(&self, tp: Tp, offset: Option<i64>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        let topic = &self.topics[tp.0 as usize];
+        match offset {
+            Some(o) => {
+                let _ = tpl.add_partition_offset(topic, tp.1, Offset::Offset(o));
+            }
+            None => {
+                tpl.add_partition(topic, tp.1);
+            }
+        }
+        tpl
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Tp, PartState>> {
         // A panic while holding the lock cannot leave the watermark half-updated in a way
         // that matters more than stopping would; keep going with the data.
         self.parts.lock().unwrap_or_else(|e| e.into_inner())
@@ -89,11 +122,7 @@ impl ConsumerContext for RunnerContext {
         };
         let shared = &self.shared;
         Counters::bump(&shared.counters.revocations);
-        let revoked: Vec<i32> = tpl
-            .elements_for_topic(&shared.topic)
-            .iter()
-            .map(|e| e.partition())
-            .collect();
+        let revoked = shared.ours(tpl);
         let mut parts = shared.lock();
         for p in &revoked {
             if let Some(st) = parts.get_mut(p) {
@@ -135,10 +164,8 @@ impl ConsumerContext for RunnerContext {
             let shared = &self.shared;
             Counters::bump(&shared.counters.assignments);
             let mut parts = shared.lock();
-            for e in tpl.elements_for_topic(&shared.topic) {
-                parts
-                    .entry(e.partition())
-                    .or_insert_with(|| shared.fresh_state());
+            for tp in shared.ours(tpl) {
+                parts.entry(tp).or_insert_with(|| shared.fresh_state());
             }
         }
     }
@@ -173,22 +200,27 @@ enum Work<T> {
     Message {
         delivery: Delivery<T>,
         raw: Option<RawRecord>,
+        tp: Tp,
         epoch: u64,
     },
     Undecodable {
         raw: RawRecord,
         error: String,
+        tp: Tp,
         epoch: u64,
     },
 }
 
 impl<T> Work<T> {
-    fn place(&self) -> (i32, i64, u64) {
+    fn place(&self) -> (Tp, i64, u64) {
         match self {
             Work::Message {
-                delivery, epoch, ..
-            } => (delivery.partition, delivery.offset, *epoch),
-            Work::Undecodable { raw, epoch, .. } => (raw.partition, raw.offset, *epoch),
+                delivery,
+                tp,
+                epoch,
+                ..
+            } => (*tp, delivery.offset, *epoch),
+            Work::Undecodable { raw, tp, epoch, .. } => (*tp, raw.offset, *epoch),
         }
     }
 }
@@ -225,8 +257,13 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
     let topic = orm.topic_name(T::SPEC);
     let counters = Arc::new(Counters::default());
     let aborted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut topics = vec![topic.clone()];
+    if T::SPEC.retry_topics {
+        topics.extend((1..=RETRY_TIERS as u8).map(|n| retry_topic(&topic, n)));
+    }
     let shared = Arc::new(Shared {
         topic: topic.clone(),
+        topics: topics.clone(),
         parts: Mutex::new(HashMap::new()),
         changed: Condvar::new(),
         counters: Arc::clone(&counters),
@@ -247,8 +284,9 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
             shared: Arc::clone(&shared),
         })
         .map_err(|e| Error::kafka(format!("creating the handler consumer for `{topic}`"), e))?;
+    let subscribed: Vec<&str> = topics.iter().map(String::as_str).collect();
     client
-        .subscribe(&[&topic])
+        .subscribe(&subscribed)
         .map_err(|e| Error::kafka(format!("subscribing to `{topic}`"), e))?;
     let client = Arc::new(ClientGuard(Some(client)));
     let (stop, stopping) = watch::channel(false);
@@ -300,10 +338,10 @@ async fn dispatch<T: Consumable, H: Handler<T>>(
 ) -> Result<()> {
     let shared = Arc::clone(&lane.shared);
     let config = &shared.config;
-    let mut lanes: HashMap<(i32, u32), mpsc::UnboundedSender<Work<T>>> = HashMap::new();
+    let mut lanes: HashMap<(Tp, u32), mpsc::UnboundedSender<Work<T>>> = HashMap::new();
     let mut purge = tokio::time::interval(config.purge_interval);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let keep_raw = T::SPEC.dlq.is_some();
+    let keep_raw = T::SPEC.dlq.is_some() || T::SPEC.retry_topics;
     let mut outcome = Ok(());
     loop {
         tokio::select! {
@@ -333,30 +371,31 @@ async fn dispatch<T: Consumable, H: Handler<T>>(
                         continue;
                     }
                 };
-                let partition = m.partition();
-                let offset = m.offset();
-                let Some(epoch) = admit(&lane, partition, offset) else { continue };
+                let Some(index) = shared.index_of(m.topic()) else { continue };
+                let tp = (index, m.partition());
+                let Some(epoch) = admit(&lane, tp, m.offset()) else { continue };
                 let work = match consumer::decode::<T>(&m) {
-                    Ok(delivery) => Work::Message {
-                        delivery,
-                        raw: keep_raw.then(|| raw_record(&m)),
-                        epoch,
-                    },
+                    Ok(mut delivery) => {
+                        if index > 0 {
+                            delivery.attempt = retry_attempt(&delivery.headers).unwrap_or(1);
+                        }
+                        Work::Message { delivery, raw: keep_raw.then(|| raw_record(&m)), tp, epoch }
+                    }
                     Err(e) => {
                         Counters::bump(&shared.counters.undecodable);
-                        Work::Undecodable { raw: raw_record(&m), error: e.to_string(), epoch }
+                        Work::Undecodable { raw: raw_record(&m), error: e.to_string(), tp, epoch }
                     }
                 };
                 let lane_no = match m.key() {
                     Some(k) if config.key_lanes > 1 => (stable_hash(&[k]) % u64::from(config.key_lanes)) as u32,
                     _ => 0,
                 };
-                let sender = lanes.entry((partition, lane_no)).or_insert_with(|| spawn_lane(Arc::clone(&lane)));
+                let sender = lanes.entry((tp, lane_no)).or_insert_with(|| spawn_lane(Arc::clone(&lane)));
                 if let Err(mpsc::error::SendError(work)) = sender.send(work) {
                     // The lane ended (it only does on shutdown); start a new one.
                     let fresh = spawn_lane(Arc::clone(&lane));
                     let _ = fresh.send(work);
-                    lanes.insert((partition, lane_no), fresh);
+                    lanes.insert((tp, lane_no), fresh);
                 }
             }
         }
@@ -399,21 +438,17 @@ async fn dispatch<T: Consumable, H: Handler<T>>(
 
 /// Registers a received offset in its partition's watermark; pauses the partition when
 /// too much is pending. Returns the partition's epoch, or `None` when it is not ours.
-fn admit<T, H>(lane: &Lane<T, H>, partition: i32, offset: i64) -> Option<u64> {
+fn admit<T, H>(lane: &Lane<T, H>, tp: Tp, offset: i64) -> Option<u64> {
     let shared = &lane.shared;
     let mut parts = shared.lock();
-    let st = parts
-        .entry(partition)
-        .or_insert_with(|| shared.fresh_state());
+    let st = parts.entry(tp).or_insert_with(|| shared.fresh_state());
     if st.revoking {
         return None;
     }
     st.pending.insert(offset);
     st.highest = st.highest.max(offset);
     if !st.paused && st.pending.len() >= shared.config.max_pending {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&shared.topic, partition);
-        if lane.client.get().pause(&tpl).is_ok() {
+        if lane.client.get().pause(&shared.tpl(tp, None)).is_ok() {
             st.paused = true;
             Counters::bump(&shared.counters.pauses);
         }
@@ -463,9 +498,9 @@ async fn run_lane<T: Consumable, H: Handler<T>>(
 impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     /// Marks `w` in flight if its partition is still ours in the same epoch.
     fn begin(&self, w: &Work<T>) -> bool {
-        let (partition, _, epoch) = w.place();
+        let (tp, _, epoch) = w.place();
         let mut parts = self.shared.lock();
-        match parts.get_mut(&partition) {
+        match parts.get_mut(&tp) {
             Some(st) if st.epoch == epoch && !st.revoking => {
                 st.in_flight += 1;
                 true
@@ -475,31 +510,28 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     }
 
     /// Records the end of one message: moves the watermark, stores it, resumes.
-    fn finish(&self, (partition, offset, epoch): (i32, i64, u64), done: Done) {
+    fn finish(&self, (tp, offset, epoch): (Tp, i64, u64), done: Done) {
         let shared = &self.shared;
         let mut parts = shared.lock();
-        if let Some(st) = parts.get_mut(&partition)
+        if let Some(st) = parts.get_mut(&tp)
             && st.epoch == epoch
         {
             st.in_flight = st.in_flight.saturating_sub(1);
             if let Done::Finished = done {
                 st.pending.remove(&offset);
                 let next = st.pending.first().copied().unwrap_or(st.highest + 1);
-                if next > st.stored {
-                    let mut tpl = TopicPartitionList::new();
-                    if tpl
-                        .add_partition_offset(&shared.topic, partition, Offset::Offset(next))
+                if next > st.stored
+                    && self
+                        .client
+                        .get()
+                        .store_offsets(&shared.tpl(tp, Some(next)))
                         .is_ok()
-                        && self.client.get().store_offsets(&tpl).is_ok()
-                    {
-                        st.stored = next;
-                    }
+                {
+                    st.stored = next;
                 }
             }
             if st.paused && st.pending.len() <= shared.config.max_pending / 2 {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&shared.topic, partition);
-                if self.client.get().resume(&tpl).is_ok() {
+                if self.client.get().resume(&shared.tpl(tp, None)).is_ok() {
                     st.paused = false;
                     Counters::bump(&shared.counters.resumes);
                 }
@@ -510,12 +542,12 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     }
 
     /// Whether work on `partition` should stop (revoked, or shutting down).
-    fn abandoned(&self, partition: i32, epoch: u64) -> bool {
+    fn abandoned(&self, tp: Tp, epoch: u64) -> bool {
         *self.stopping.borrow()
             || self
                 .shared
                 .lock()
-                .get(&partition)
+                .get(&tp)
                 .is_none_or(|s| s.epoch != epoch || s.revoking)
     }
 
@@ -532,24 +564,49 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     }
 
     /// One message, with retries; the transaction holds the inbox row and the handler's writes.
+    ///
+    /// On the topic itself the message gets the configured in-place attempts; a message
+    /// read from a retry tier first waits until it is due, then gets one attempt.
     async fn one(&self, work: Work<T>) -> Done {
-        let (delivery, raw, epoch) = match work {
+        let (mut delivery, raw, tp, epoch) = match work {
             Work::Message {
                 delivery,
                 raw,
+                tp,
                 epoch,
-            } => (delivery, raw, epoch),
-            Work::Undecodable { raw, error, epoch } => {
+            } => (delivery, raw, tp, epoch),
+            Work::Undecodable {
+                raw,
+                error,
+                tp,
+                epoch,
+            } => {
                 return self
-                    .give_up(&raw, 0, error, now_ms(), epoch, "decode")
+                    .give_up(&raw, 0, error, now_ms(), tp, epoch, "decode")
                     .await;
             }
         };
-        let mut delivery = delivery;
-        let mut first_failure = None;
+        let tier = tp.0;
+        if tier > 0
+            && let Some(due) = header_i64(&delivery.headers, RETRY_DUE)
+        {
+            while now_ms() < due {
+                if self.abandoned(tp, epoch) {
+                    return Done::Abandoned;
+                }
+                let left = (due - now_ms()).clamp(1, 500) as u64;
+                tokio::time::sleep(Duration::from_millis(left)).await;
+            }
+        }
+        let last_in_place = if tier == 0 {
+            self.shared.config.attempts
+        } else {
+            delivery.attempt
+        };
+        let mut first_failure = header_i64(&delivery.headers, RETRY_FIRST_FAILURE);
         let mut infra_streak = 0;
         loop {
-            if self.abandoned(delivery.partition, epoch) {
+            if self.abandoned(tp, epoch) {
                 return Done::Abandoned;
             }
             let permit = self.permits.acquire().await;
@@ -565,16 +622,29 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                 }
                 Err(Attempt::Handler(e)) => {
                     infra_streak = 0;
-                    let now = now_ms();
-                    let first = *first_failure.get_or_insert(now);
-                    if delivery.attempt >= self.shared.config.attempts {
+                    let first = *first_failure.get_or_insert(now_ms());
+                    if delivery.attempt >= last_in_place {
                         let raw = raw.unwrap_or_else(|| raw_of(&delivery));
+                        if T::SPEC.retry_topics && usize::from(tier) < RETRY_TIERS {
+                            return self
+                                .to_retry_tier(
+                                    &raw,
+                                    tier + 1,
+                                    delivery.attempt + 1,
+                                    first,
+                                    e.to_string(),
+                                    tp,
+                                    epoch,
+                                )
+                                .await;
+                        }
                         return self
                             .give_up(
                                 &raw,
                                 delivery.attempt,
                                 e.to_string(),
                                 first,
+                                tp,
                                 epoch,
                                 "handler",
                             )
@@ -587,6 +657,54 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                     );
                     tokio::time::sleep(self.backoff(delivery.attempt)).await;
                     delivery.attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Forwards a failed message to retry tier `tier`, due after that tier's delay.
+    #[allow(clippy::too_many_arguments)]
+    async fn to_retry_tier(
+        &self,
+        raw: &RawRecord,
+        tier: u8,
+        next_attempt: u32,
+        first_ms: i64,
+        error: String,
+        tp: Tp,
+        epoch: u64,
+    ) -> Done {
+        let delay = self.shared.config.retry_topic_delays[usize::from(tier) - 1];
+        let topic = retry_topic(&self.shared.topic, tier);
+        let mut headers = Headers::new();
+        for (name, value) in raw.headers.iter() {
+            if !name.starts_with(RETRY_HEADER_PREFIX) {
+                headers.insert(name, value);
+            }
+        }
+        headers.insert(RETRY_ATTEMPT, next_attempt.to_string());
+        headers.insert(RETRY_DUE, (now_ms() + delay.as_millis() as i64).to_string());
+        headers.insert(RETRY_FIRST_FAILURE, first_ms.to_string());
+        headers.insert(RETRY_ERROR, error);
+        let forwarded = RawRecord {
+            headers,
+            ..raw.clone()
+        };
+        let mut streak = 0;
+        loop {
+            match dlq::forward(&self.orm, &topic, &forwarded, self.orm.send_timeout()).await {
+                Ok(_) => {
+                    Counters::bump(&self.shared.counters.retries);
+                    tracing::info!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, retry_topic = %topic, ?delay, "handler failed; retrying later through a retry topic");
+                    return Done::Finished;
+                }
+                Err(e) => {
+                    streak += 1;
+                    tracing::warn!(error = %e, "cannot reach the retry topic; retrying");
+                    if self.abandoned(tp, epoch) {
+                        return Done::Abandoned;
+                    }
+                    tokio::time::sleep(self.backoff(streak)).await;
                 }
             }
         }
@@ -705,12 +823,14 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     }
 
     /// After the last attempt (or for an undecodable payload): dead-letter, skip or stop.
+    #[allow(clippy::too_many_arguments)]
     async fn give_up(
         &self,
         raw: &RawRecord,
         attempts: u32,
         error: String,
         first_ms: i64,
+        tp: Tp,
         epoch: u64,
         what: &str,
     ) -> Done {
@@ -740,7 +860,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                     Err(e) => {
                         streak += 1;
                         tracing::warn!(error = %e, "cannot reach the dead-letter topic; retrying");
-                        if self.abandoned(raw.partition, epoch) {
+                        if self.abandoned(tp, epoch) {
                             return Done::Abandoned;
                         }
                         tokio::time::sleep(self.backoff(streak)).await;
@@ -782,4 +902,30 @@ fn raw_of<T: Topic>(d: &Delivery<T>) -> RawRecord {
         payload: Some(payload),
         headers: d.headers.clone(),
     }
+}
+
+/// Retry tiers per topic with `retry_topics`: `<topic>.retry-1` ..= `<topic>.retry-3`.
+pub(crate) const RETRY_TIERS: usize = 3;
+
+/// The name of retry tier `tier` of `topic`.
+pub(crate) fn retry_topic(topic: &str, tier: u8) -> String {
+    format!("{topic}.retry-{tier}")
+}
+
+const RETRY_HEADER_PREFIX: &str = "kafka-orm-retry-";
+/// Header: the attempt number the retried message is on.
+const RETRY_ATTEMPT: &str = "kafka-orm-retry-attempt";
+/// Header: epoch ms before which it must not be handled.
+const RETRY_DUE: &str = "kafka-orm-retry-due";
+/// Header: epoch ms of its first failure.
+const RETRY_FIRST_FAILURE: &str = "kafka-orm-retry-first-failure";
+/// Header: the error of the last attempt.
+const RETRY_ERROR: &str = "kafka-orm-retry-error";
+
+fn header_i64(headers: &Headers, name: &str) -> Option<i64> {
+    headers.get_str(name)?.parse().ok()
+}
+
+fn retry_attempt(headers: &Headers) -> Option<u32> {
+    headers.get_str(RETRY_ATTEMPT)?.parse().ok()
 }
