@@ -58,3 +58,8 @@ pub mod __private {
         RetrySpec, Topic, TopicSpec,
     };
 }
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
