@@ -1,15 +1,17 @@
-//! `inbox_throughput` and its two raw baselines.
+//! `inbox_throughput` and its two raw baselines, on a 6-partition topic filled beforehand
+//! (not timed). The clock starts once a warm-up share has been processed (the group has
+//! joined) and stops when the last message is committed.
 //!
-//! The inbox handler (issue 5) does not exist yet, so `inbox_throughput` is reported as
-//! skipped. Its baselines stand alone and are measured now, on a 6-partition topic filled
-//! beforehand (not timed), with one raw rdkafka consumer:
-//! - `raw_consume_batch_insert`: decode, buffer up to 500 messages (or 20 ms), insert them
-//!   with one multi-row `INSERT .. ON CONFLICT DO NOTHING` in a transaction, commit, then
-//!   commit the offsets (async);
+//! - `inbox_throughput`: kafka-orm's handler (`topic.handler(..)`) with the inbox
+//!   (`inbox(dedup = "seq")`); the handler does one SeaORM insert of a business row. Batch
+//!   mode (`.batch(500, 20 ms)`) against `raw_consume_batch_insert`, per-message mode
+//!   against `raw_per_message_txn`; each at concurrency 1 (as the baselines) and 8 (the
+//!   handler's default).
+//! - `raw_consume_batch_insert`: one raw rdkafka consumer; decode, buffer up to 500
+//!   messages (or 20 ms), insert them with one multi-row `INSERT .. ON CONFLICT DO NOTHING`
+//!   in a transaction, commit, then commit the offsets (async);
 //! - `raw_per_message_txn`: per message `BEGIN; INSERT; COMMIT`, then store its offset
 //!   (auto-committed every second).
-//!
-//! The clock starts once a warm-up share has been processed (the group has joined).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,61 +20,245 @@ use std::time::{Duration, Instant};
 use kafka_orm::deps::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use kafka_orm::deps::rdkafka::message::Message;
 use kafka_orm::deps::rdkafka::{Offset, TopicPartitionList};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
+use kafka_orm::{Delivery, HandlerError};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Set, Statement, TransactionTrait,
+    Value,
+};
 
 use crate::Config;
 use crate::infra::{BenchEvent, Infra, PARTITIONS, Result, Scenario};
 use crate::produce::{Msg, send_all};
-use crate::report::{Figure, Outcome, Params, Progress};
+use crate::report::{Baseline, Figure, Outcome, Params, Progress};
 
-const SKIP: &str = "inbox handler not implemented yet (issue 5)";
 const BATCH: usize = 500;
+const BATCH_WAIT: Duration = Duration::from_millis(20);
+
+/// The business row a handler writes, as a SeaORM entity.
+pub mod business {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bench_business")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        pub key: String,
+        pub sent_at_us: i64,
+        pub pad: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The DDL of the business table.
+pub const BUSINESS_TABLE: &str = "CREATE TABLE bench_business (seq BIGINT PRIMARY KEY, \
+    key TEXT NOT NULL, sent_at_us BIGINT NOT NULL, pad TEXT NOT NULL)";
+
+/// The benchmark's handler: one SeaORM insert.
+pub async fn handle(
+    txn: &DatabaseTransaction,
+    msg: &Delivery<BenchEvent>,
+) -> std::result::Result<(), HandlerError> {
+    business::Entity::insert(business::ActiveModel {
+        seq: Set(msg.seq),
+        key: Set(msg.key.clone()),
+        sent_at_us: Set(msg.sent_at_us),
+        pad: Set(msg.pad.clone()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
 
 pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Result<Vec<Outcome>> {
-    let params = |messages: u64| Params {
+    let params = |messages: u64, concurrency: usize| Params {
         messages,
         payload_bytes: config.payload_bytes,
         partitions: PARTITIONS,
-        concurrency: 1,
+        concurrency,
     };
-    let mut out = vec![
-        Outcome::skipped("inbox_throughput", params(config.messages), SKIP).variant("batch"),
-        Outcome::skipped("inbox_throughput", params(config.per_message), SKIP)
-            .variant("per message"),
-    ];
+    let mut out = Vec::new();
 
     progress.phase("raw consume + batched insert");
-    let sc = infra.scenario("inbox_batch").await?;
+    let sc = infra.scenario("inbox_raw_batch").await?;
     let r = consume_run(config.messages, config, &sc, Mode::Batch, progress).await;
     sc.cleanup().await;
+    let raw_batch = r.as_ref().ok().map(|(rate, _)| *rate);
     out.push(match r {
         Ok((rate, secs)) => Outcome::measured(
             "raw_consume_batch_insert",
-            params(config.messages),
+            params(config.messages, 1),
             Figure::new(rate, "msg/s").extra("seconds", secs).extra(
                 "what",
                 "rdkafka StreamConsumer; per <=500 msgs: BEGIN; multi-row INSERT; COMMIT; async offset commit",
             ),
         ),
-        Err(e) => Outcome::failed("raw_consume_batch_insert", params(config.messages), e.to_string()),
+        Err(e) => Outcome::failed(
+            "raw_consume_batch_insert",
+            params(config.messages, 1),
+            e.to_string(),
+        ),
     });
 
     progress.phase("raw consume + a transaction per message");
-    let sc = infra.scenario("inbox_per_msg").await?;
+    let sc = infra.scenario("inbox_raw_per_msg").await?;
     let r = consume_run(config.per_message, config, &sc, Mode::PerMessage, progress).await;
     sc.cleanup().await;
+    let raw_per_message = r.as_ref().ok().map(|(rate, _)| *rate);
     out.push(match r {
         Ok((rate, secs)) => Outcome::measured(
             "raw_per_message_txn",
-            params(config.per_message),
+            params(config.per_message, 1),
             Figure::new(rate, "msg/s").extra("seconds", secs).extra(
                 "what",
                 "rdkafka StreamConsumer; per message: BEGIN; INSERT; COMMIT; store offset (auto-commit 1 s)",
             ),
         ),
-        Err(e) => Outcome::failed("raw_per_message_txn", params(config.per_message), e.to_string()),
+        Err(e) => Outcome::failed(
+            "raw_per_message_txn",
+            params(config.per_message, 1),
+            e.to_string(),
+        ),
     });
+
+    for (batch, concurrency) in [(true, 1), (true, 8), (false, 1), (false, 8)] {
+        let (n, mode, baseline_name, baseline) = if batch {
+            (
+                config.messages,
+                "batch",
+                "raw_consume_batch_insert",
+                raw_batch,
+            )
+        } else {
+            (
+                config.per_message,
+                "per message",
+                "raw_per_message_txn",
+                raw_per_message,
+            )
+        };
+        let variant = format!("{mode}, concurrency {concurrency}");
+        progress.phase(format!("handler: {variant}"));
+        let name = format!(
+            "inbox_{}_{concurrency}",
+            if batch { "batch" } else { "single" }
+        );
+        let r = match infra.scenario(&name).await {
+            Ok(sc) => {
+                let r = handler_run(n, config, &sc, batch, concurrency, progress).await;
+                sc.cleanup().await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        let outcome = match r {
+            Ok(m) => {
+                let mut f = Figure::new(m.rate, "msg/s")
+                    .extra("seconds", m.secs)
+                    .extra("transactions", m.transactions)
+                    .extra("duplicates", m.duplicates)
+                    .extra(
+                        "what",
+                        "topic.handler(one SeaORM insert) with inbox(dedup = \"seq\"), offsets \
+                         committed by the runtime; topic filled beforehand",
+                    );
+                if let Some(b) = baseline {
+                    let name = if concurrency == 1 {
+                        baseline_name.to_string()
+                    } else {
+                        format!("{baseline_name} (concurrency 1)")
+                    };
+                    f = f.baseline(Baseline::new(name, b));
+                }
+                Outcome::measured("inbox_throughput", params(n, concurrency), f)
+            }
+            Err(e) => Outcome::failed("inbox_throughput", params(n, concurrency), e.to_string()),
+        };
+        out.push(outcome.variant(variant));
+    }
     Ok(out)
+}
+
+struct HandlerMeasured {
+    rate: f64,
+    secs: f64,
+    transactions: u64,
+    duplicates: u64,
+}
+
+/// Fills the topic, runs the handler and times the messages after the warm-up share.
+async fn handler_run(
+    n: u64,
+    config: &Config,
+    sc: &Scenario,
+    batch: bool,
+    concurrency: usize,
+    progress: &Progress,
+) -> Result<HandlerMeasured> {
+    sc.db.execute_unprepared(BUSINESS_TABLE).await?;
+    let warm = (n / 20).max(200);
+    let total = warm + n;
+    progress.phase(format!(
+        "filling the topic with {total} messages (not timed)"
+    ));
+    let producer = sc.infra.raw_producer()?;
+    let msgs: Vec<Msg> = (0..total)
+        .map(|i| Msg::new(i, config.payload_bytes))
+        .collect();
+    send_all(&producer, &sc.topic(), &msgs, Some(progress)).await?;
+    drop(msgs);
+
+    let mut builder = sc
+        .orm
+        .topic::<BenchEvent>()
+        .handler(|txn, msg| Box::pin(handle(txn, msg)))
+        .concurrency(concurrency);
+    if batch {
+        builder = builder.batch(BATCH, BATCH_WAIT);
+    }
+    let running = builder.spawn().await?;
+    progress.phase(format!("handling {total} messages"));
+    let result: Result<HandlerMeasured> = async {
+        let mut t0: Option<(Instant, u64, u64)> = None;
+        let mut last = (0, Instant::now());
+        loop {
+            let stats = running.stats();
+            let done = stats.handled + stats.duplicates;
+            if t0.is_none() && done >= warm {
+                t0 = Some((Instant::now(), done, stats.transactions));
+                progress.phase(format!("handling {n} messages (timed)"));
+            }
+            if done >= total {
+                let (t0, from, txns) = t0.ok_or("the warm-up never ended")?;
+                let secs = t0.elapsed().as_secs_f64();
+                return Ok(HandlerMeasured {
+                    rate: (done - from) as f64 / secs,
+                    secs,
+                    transactions: stats.transactions - txns,
+                    duplicates: stats.duplicates,
+                });
+            }
+            if running.is_finished() {
+                return Err("the handler stopped on its own".into());
+            }
+            if done != last.0 {
+                last = (done, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(60) {
+                return Err(format!("the handler stalled at {done} of {total}: {stats:?}").into());
+            }
+            progress.count(done, total);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    .await;
+    let stopped = running.shutdown().await;
+    let measured = result?;
+    stopped?;
+    Ok(measured)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -88,12 +274,7 @@ async fn consume_run(
     mode: Mode,
     progress: &Progress,
 ) -> Result<(f64, f64)> {
-    sc.db
-        .execute_unprepared(
-            "CREATE TABLE bench_business (seq BIGINT PRIMARY KEY, key TEXT NOT NULL, \
-             sent_at_us BIGINT NOT NULL, pad TEXT NOT NULL)",
-        )
-        .await?;
+    sc.db.execute_unprepared(BUSINESS_TABLE).await?;
     let warm = (n / 20).max(200);
     let total = warm + n;
     progress.phase(format!(
@@ -154,7 +335,7 @@ async fn consume(
             t0 = Some((Instant::now(), processed));
             progress.phase(format!("consuming {} messages (timed)", total - warm));
         }
-        let next = tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await;
+        let next = tokio::time::timeout(BATCH_WAIT, consumer.recv()).await;
         match next {
             Ok(msg) => {
                 let msg = msg?;

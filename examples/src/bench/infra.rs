@@ -22,13 +22,15 @@ pub const PARTITIONS: i32 = 6;
 /// Distinct message keys: spread over the 6 partitions and the relay's 64 buckets.
 pub const KEYS: u64 = 1_000;
 
-/// The event every Kafka/PostgreSQL scenario sends: keyed, outboxed, padded to the payload
-/// size under test. `sent_at_us` carries a timestamp for the latency scenarios.
+/// The event every Kafka/PostgreSQL scenario sends: keyed, published through the outbox,
+/// handled with the inbox (deduplicated on `seq`), padded to the payload size under test.
+/// `sent_at_us` carries a timestamp for the latency scenarios.
 #[derive(Debug, Clone, Serialize, Deserialize, Topic)]
 #[topic(
     name = "bench.events",
     key = "key",
     outbox,
+    inbox(dedup = "seq"),
     partitions = 6,
     group = "bench"
 )]

@@ -16,8 +16,8 @@
 //! | `publish_overhead` | µs per transaction with `publish` | same transaction, two plain rows |
 //! | `relay_latency` | commit → relay recorded the broker's ack, NOTIFY and polling | raw produce → ack |
 //! | `outbox_to_consumer_latency` | commit → typed consumer received | raw produce → consumer |
-//! | `inbox_throughput` | (skipped until handlers exist) + raw consume baselines | |
-//! | `end_to_end_latency` | (skipped until handlers exist) | |
+//! | `end_to_end_latency` | commit → the consumer's handler (inbox) committed | raw produce → consumer's txn |
+//! | `inbox_throughput` | msg/s through `handler(..)` with the inbox, batch and per message | raw consume + batched insert / per-message txn |
 //! | `macro_cost` | debug build time and expansion lines of 50 `#[derive(Topic)]` | serde derives only |
 
 mod breakdown;
@@ -118,7 +118,7 @@ const SCENARIOS: &[(&str, &[&str])] = &[
         &[
             "relay_latency",
             "outbox_to_consumer_latency",
-            "raw_produce_latency",
+            "end_to_end_latency",
         ],
     ),
     (
@@ -129,7 +129,6 @@ const SCENARIOS: &[(&str, &[&str])] = &[
             "raw_per_message_txn",
         ],
     ),
-    ("end_to_end_latency", &["end_to_end_latency"]),
     ("macro_cost", &["macro_cost", "macro_expansion"]),
 ];
 
@@ -349,12 +348,6 @@ async fn run_scenario(
         "publish_overhead" => overhead::run(config, infra, progress).await,
         "relay_latency" => latency::run(config, infra, progress).await,
         "inbox_throughput" => inbox::run(config, infra, progress).await,
-        "end_to_end_latency" => Ok(vec![Outcome::skipped(
-            "end_to_end_latency",
-            Params::default(),
-            "inbox handler not implemented yet (issue 5); see outbox_to_consumer_latency for \
-             outbox commit -> consumer receipt",
-        )]),
         "macro_cost" => return macro_cost::run(config, progress).await,
         other => Err(format!("unknown scenario {other}").into()),
     };
