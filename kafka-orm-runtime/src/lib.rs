@@ -17,6 +17,7 @@ pub mod producer;
 pub mod registry;
 pub mod schema;
 pub mod topic;
+pub mod transactional;
 
 pub use codec::{Codec, Json};
 pub use consumer::{Delivery, TopicConsumer};

@@ -28,6 +28,12 @@ pub use kafka_orm_runtime::topic::{
     RetrySpec, Topic, TopicSpec,
 };
 pub use kafka_orm_runtime::{handler, inbox, outbox, schema};
+pub use transactional::{Outputs, PipelineStats, StatsHandle, TransactionalBuilder};
+
+pub mod transactional {
+    #![doc = include_str!("../docs/transactional.md")]
+    pub use kafka_orm_runtime::transactional::*;
+}
 
 /// Re-exports of the crates kafka-orm is built on, so users need not pin matching versions.
 pub mod deps {
