@@ -395,8 +395,8 @@ impl Outputs {
         Ok(())
     }
 
-    /// Produces what waited for room in the queue, waiting for room at most the context's
-    /// send timeout per message.
+    /// Produces what waited for room in the queue, waiting for room at most the operation
+    /// timeout per message.
     async fn drain(&mut self) -> Result<()> {
         while let Some((topic, msg)) = self.overflow.pop_front() {
             let deadline = Instant::now() + self.queue_timeout;
