@@ -13,7 +13,7 @@ pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use kafka_orm_runtime::error::{Error, Result};
 pub use kafka_orm_runtime::handler::{
     FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture, HandlerStats, OnExhausted,
-    RunningHandler,
+    PartitionLag, RunningHandler,
 };
 pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyPart};
 pub use kafka_orm_runtime::outbox::relay::{

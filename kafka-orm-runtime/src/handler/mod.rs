@@ -309,6 +309,10 @@ pub struct HandlerStats {
     pub revocations: u64,
     /// Transactions committed (one per message, or one per batch in batch mode).
     pub transactions: u64,
+    /// Median time of a successful handler transaction (inbox row, handler, commit).
+    pub latency_p50: Duration,
+    /// 99th percentile of the same.
+    pub latency_p99: Duration,
 }
 
 #[derive(Default)]
@@ -325,6 +329,47 @@ pub(crate) struct Counters {
     pub assignments: AtomicU64,
     pub revocations: AtomicU64,
     pub transactions: AtomicU64,
+    pub latency: Histogram,
+}
+
+/// A lock-free latency histogram with power-of-two microsecond buckets: cheap enough to
+/// record every transaction, within a factor of two for percentiles.
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; 40],
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Histogram {
+    pub(crate) fn record(&self, elapsed: Duration) {
+        let micros = elapsed.as_micros().max(1) as u64;
+        let bucket = (63 - micros.leading_zeros() as usize).min(39);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..=1).
+    fn quantile(&self, q: f64) -> Duration {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Duration::from_micros(1u64 << (i + 1));
+            }
+        }
+        Duration::from_micros(1u64 << 40)
+    }
 }
 
 impl Counters {
@@ -346,13 +391,27 @@ impl Counters {
             assignments: self.assignments.load(Relaxed),
             revocations: self.revocations.load(Relaxed),
             transactions: self.transactions.load(Relaxed),
+            latency_p50: self.latency.quantile(0.5),
+            latency_p99: self.latency.quantile(0.99),
         }
     }
+}
+
+/// Consumer lag of one partition (see [`RunningHandler::lag`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The topic (the handler's topic or one of its retry tiers).
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Messages between the consumer's position and the end of the partition.
+    pub lag: i64,
 }
 
 /// A handler running in the background.
 pub struct RunningHandler {
     counters: Arc<Counters>,
+    lag: Arc<dyn Fn(Duration) -> Result<Vec<PartitionLag>> + Send + Sync>,
     aborted: Arc<std::sync::atomic::AtomicBool>,
     stop: tokio::sync::watch::Sender<bool>,
     stopped: Arc<tokio::sync::Notify>,
@@ -363,6 +422,15 @@ impl RunningHandler {
     /// Counters so far.
     pub fn stats(&self) -> HandlerStats {
         self.counters.snapshot()
+    }
+
+    /// How far behind the handler is, per assigned partition: the broker's high watermark
+    /// minus the consumer's position (what was fetched; queued work counts as done).
+    pub async fn lag(&self, timeout: Duration) -> Result<Vec<PartitionLag>> {
+        let lag = Arc::clone(&self.lag);
+        tokio::task::spawn_blocking(move || lag(timeout))
+            .await
+            .map_err(|_| Error::Shutdown)?
     }
 
     /// Whether the handler stopped on its own (an error; see [`RunningHandler::shutdown`]).

@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 
 use super::dlq::{self, Failure, RawRecord};
-use super::{Config, Counters, Handler, HandlerError, OnExhausted, RunningHandler};
+use super::{Config, Counters, Handler, HandlerError, OnExhausted, PartitionLag, RunningHandler};
 use crate::consumer::{self, Delivery};
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
@@ -289,6 +289,28 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         .subscribe(&subscribed)
         .map_err(|e| Error::kafka(format!("subscribing to `{topic}`"), e))?;
     let client = Arc::new(ClientGuard(Some(client)));
+    let lag_client = Arc::clone(&client);
+    let lag = Arc::new(move |timeout: Duration| -> Result<Vec<PartitionLag>> {
+        let c = lag_client.get();
+        let positions = c
+            .position()
+            .map_err(|e| Error::kafka("reading consumer positions", e))?;
+        let mut out = Vec::new();
+        for e in positions.elements() {
+            let (_, high) = c
+                .fetch_watermarks(e.topic(), e.partition(), timeout)
+                .map_err(|err| {
+                    Error::kafka(format!("reading watermarks of `{}`", e.topic()), err)
+                })?;
+            let position = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(high);
+            out.push(PartitionLag {
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+                lag: (high - position).max(0),
+            });
+        }
+        Ok(out)
+    });
     let (stop, stopping) = watch::channel(false);
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
     let stopped = Arc::new(tokio::sync::Notify::new());
@@ -312,6 +334,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
     });
     Ok(RunningHandler {
         counters,
+        lag,
         aborted,
         stop,
         stopped,
@@ -721,6 +744,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
             traceparent = delivery.headers.get_str(TRACEPARENT_HEADER).unwrap_or(""),
         );
         async {
+            let started = Instant::now();
             let txn =
                 self.db.begin().await.map_err(|e| {
                     Attempt::Infra(Error::db("beginning the handler transaction", e))
@@ -739,6 +763,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                 .map_err(|e| Attempt::Infra(Error::db("committing the handler transaction", e)))?;
             Counters::bump(&self.shared.counters.handled);
             Counters::bump(&self.shared.counters.transactions);
+            self.shared.counters.latency.record(started.elapsed());
             Ok(())
         }
         .instrument(span)
