@@ -14,15 +14,22 @@
 //! | --- | --- | --- |
 //! | `id` | `BIGSERIAL` / `INTEGER` | row id (for bounded purges) |
 //! | `consumer_group` | `TEXT` | the group that applied the message |
-//! | `dedup_<field>` | per field: `BIGINT`, `TEXT`, `UUID`, `BOOLEAN` | the dedup key (`inbox(dedup = ..)`) |
+//! | `dedup_<field>` | per field: `BIGINT`, `TEXT`, `UUID` (a 16-byte `BLOB` on SQLite), `BOOLEAN` | the dedup key (`inbox(dedup = ..)`) |
 //! | `message_id` | `TEXT` | the dedup key of a bare `inbox`: the `kafka-orm-message-id` header |
-//! | `topic`, `kafka_partition`, `kafka_offset` | | where the message was read |
+//! | `topic`, `kafka_partition`, `kafka_offset` | `TEXT`, `INTEGER`, `BIGINT` | where the message was read |
 //! | `processed_at` | `BIGINT` | epoch ms of the commit; rows older than the retention are purged |
 //!
 //! A unique index on `(consumer_group, dedup columns)` makes the check exact. A bare
 //! `inbox` dedups on the message id every kafka-orm producer stamps (the outbox row's id
 //! for relayed events); a message from another producer without that header dedups on
 //! `topic/partition/offset`, which catches redelivery but not a producer's resend.
+//!
+//! `#[derive(Topic)]` also generates a SeaORM entity of the table, in a module named
+//! after it next to the type (`order_created_inbox::Entity`), with one field per column:
+//! `id: i64`, `consumer_group: String`, the `dedup_<field>` columns (`i64`, `String`,
+//! `uuid::Uuid` or `bool`, from [`DedupPart::COLUMN`](crate::key::DedupPart::COLUMN)) or
+//! `message_id: String`, `topic: String`, `kafka_partition: i32`, `kafka_offset: i64`
+//! and `processed_at: i64`.
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
 
@@ -42,16 +49,6 @@ fn dedup_columns(inbox: &InboxSpec) -> Vec<String> {
             .iter()
             .map(|f| format!("dedup_{f}"))
             .collect()
-    }
-}
-
-fn column_type(column: DedupColumn, backend: DatabaseBackend) -> &'static str {
-    match (column, backend) {
-        (DedupColumn::BigInt, _) => "BIGINT",
-        (DedupColumn::Text, _) => "TEXT",
-        (DedupColumn::Uuid, DatabaseBackend::Postgres) => "UUID",
-        (DedupColumn::Uuid, _) => "TEXT",
-        (DedupColumn::Bool, _) => "BOOLEAN",
     }
 }
 
@@ -78,7 +75,7 @@ pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<Strin
                     .get(i)
                     .copied()
                     .unwrap_or(DedupColumn::Text);
-                format!("{name} {} NOT NULL", column_type(column, backend))
+                format!("{name} {} NOT NULL", column.sql_type(backend))
             })
             .collect()
     };
@@ -105,22 +102,19 @@ pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<Strin
     ]
 }
 
-fn to_value(v: DedupValue, backend: DatabaseBackend) -> Value {
+/// A UUID is bound as a UUID on PostgreSQL and as 16 bytes on SQLite, the form SeaORM
+/// reads a `uuid::Uuid` from (so the generated entity can read and filter the column).
+fn to_value(v: DedupValue) -> Value {
     match v {
         DedupValue::Int(i) => i.into(),
         DedupValue::Text(s) => s.into(),
-        DedupValue::Uuid(u) if backend == DatabaseBackend::Postgres => u.into(),
-        DedupValue::Uuid(u) => u.hyphenated().to_string().into(),
+        DedupValue::Uuid(u) => u.into(),
         DedupValue::Bool(b) => b.into(),
     }
 }
 
 /// The dedup key of `delivery` as column values.
-fn dedup_values<T: Topic>(
-    inbox: &InboxSpec,
-    delivery: &Delivery<T>,
-    backend: DatabaseBackend,
-) -> Vec<Value> {
+fn dedup_values<T: Topic>(inbox: &InboxSpec, delivery: &Delivery<T>) -> Vec<Value> {
     if inbox.dedup_fields.is_empty() {
         let id = match delivery.message_id() {
             Some(id) => id.to_string(),
@@ -137,7 +131,7 @@ fn dedup_values<T: Topic>(
             .value()
             .dedup_key()
             .into_iter()
-            .map(|v| to_value(v, backend))
+            .map(to_value)
             .collect()
     }
 }
@@ -155,7 +149,7 @@ pub async fn record<T: Topic, C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     let names = dedup_columns(&inbox);
     let mut values: Vec<Value> = vec![group.into()];
-    values.extend(dedup_values(&inbox, delivery, backend));
+    values.extend(dedup_values(&inbox, delivery));
     values.push(delivery.topic().into());
     values.push(delivery.partition().into());
     values.push(delivery.offset().into());

@@ -3,9 +3,15 @@
 //! The derive calls [`single`] or [`Composite`] for `key = ..` and [`DedupPart::dedup_value`]
 //! for `inbox(dedup = ..)`. A field whose type implements neither trait is a compile error
 //! that points at the field; implement [`KeyPart`] / [`DedupPart`] for your own newtypes.
+//!
+//! Each key field of an outbox topic is also stored in a typed column of the outbox table
+//! (`key_<field>`, see [`KeyPart::COLUMN`]), and each dedup field in a typed column of the
+//! inbox table (`dedup_<field>`, see [`DedupPart::COLUMN`]).
 
 use std::borrow::Cow;
 use std::fmt;
+
+use sea_orm::{DatabaseBackend, Value};
 
 /// The bytes of a Kafka message key.
 pub type KeyBytes = Vec<u8>;
@@ -21,6 +27,18 @@ pub trait KeyPart {
     fn key_text(&self) -> Cow<'_, str>;
     /// Whether the value is a number in a composite (JSON array) key.
     const NUMERIC: bool = false;
+    /// The type of this part's `key_<field>` column in the outbox table. By default
+    /// [`KeyColumn::Text`], holding [`KeyPart::key_text`].
+    const COLUMN: KeyColumn = KeyColumn::Text;
+    /// The value of this part's `key_<field>` column; it must be of the type [`COLUMN`]
+    /// says (`Value::BigInt`, `Value::String`, `Value::Uuid` or `Value::Bool`), or
+    /// publishing fails with [`Error::Encode`](crate::error::Error::Encode). By default the
+    /// key text.
+    ///
+    /// [`COLUMN`]: KeyPart::COLUMN
+    fn key_value(&self) -> Value {
+        Value::String(Some(self.key_text().into_owned()))
+    }
 }
 
 impl<T: KeyPart + ?Sized> KeyPart for &T {
@@ -28,6 +46,10 @@ impl<T: KeyPart + ?Sized> KeyPart for &T {
         (**self).key_text()
     }
     const NUMERIC: bool = T::NUMERIC;
+    const COLUMN: KeyColumn = T::COLUMN;
+    fn key_value(&self) -> Value {
+        (**self).key_value()
+    }
 }
 
 impl KeyPart for str {
@@ -52,6 +74,10 @@ impl KeyPart for bool {
     fn key_text(&self) -> Cow<'_, str> {
         Cow::Borrowed(if *self { "true" } else { "false" })
     }
+    const COLUMN: KeyColumn = KeyColumn::Bool;
+    fn key_value(&self) -> Value {
+        Value::Bool(Some(*self))
+    }
 }
 
 impl KeyPart for char {
@@ -64,9 +90,32 @@ impl KeyPart for uuid::Uuid {
     fn key_text(&self) -> Cow<'_, str> {
         Cow::Owned(self.hyphenated().to_string())
     }
+    const COLUMN: KeyColumn = KeyColumn::Uuid;
+    fn key_value(&self) -> Value {
+        Value::Uuid(Some(*self))
+    }
 }
 
-macro_rules! numeric_key_part {
+/// Integers that fit a `BIGINT` column (`isize` is at most 64 bits on every target).
+macro_rules! bigint_key_part {
+    ($($t:ty),*) => {$(
+        impl KeyPart for $t {
+            fn key_text(&self) -> Cow<'_, str> {
+                Cow::Owned(self.to_string())
+            }
+            const NUMERIC: bool = true;
+            const COLUMN: KeyColumn = KeyColumn::BigInt;
+            #[allow(clippy::cast_lossless, trivial_numeric_casts)]
+            fn key_value(&self) -> Value {
+                Value::BigInt(Some(*self as i64))
+            }
+        }
+    )*};
+}
+bigint_key_part!(i8, i16, i32, i64, u8, u16, u32, isize);
+
+/// Integers that may not fit a `BIGINT` column: their column is `TEXT`, in decimal.
+macro_rules! text_numeric_key_part {
     ($($t:ty),*) => {$(
         impl KeyPart for $t {
             fn key_text(&self) -> Cow<'_, str> {
@@ -76,9 +125,49 @@ macro_rules! numeric_key_part {
         }
     )*};
 }
-numeric_key_part!(
-    i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, isize, usize
-);
+text_numeric_key_part!(i128, u64, u128, usize);
+
+/// The SQL type of a typed key column (`key_<field>` in the outbox table).
+///
+/// The discriminants are those of [`DedupColumn`]; generated entities map both to a Rust
+/// type through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum KeyColumn {
+    /// `BIGINT` (Rust `i64`): integers up to `i64`/`u32`, and `isize`.
+    BigInt = 0,
+    /// `TEXT` (Rust `String`): strings, `char`, `u64`, `usize`, `i128`, `u128` (in
+    /// decimal) and, by default, your own key types (their key text).
+    Text = 1,
+    /// `UUID` on PostgreSQL, a 16-byte `BLOB` on SQLite (Rust `uuid::Uuid`).
+    Uuid = 2,
+    /// `BOOLEAN` (Rust `bool`).
+    Bool = 3,
+}
+
+impl KeyColumn {
+    /// The column's SQL type on `backend`.
+    pub(crate) fn sql_type(self, backend: DatabaseBackend) -> &'static str {
+        match (self, backend) {
+            (KeyColumn::BigInt, _) => "BIGINT",
+            (KeyColumn::Text, _) => "TEXT",
+            (KeyColumn::Uuid, DatabaseBackend::Postgres) => "UUID",
+            (KeyColumn::Uuid, _) => "BLOB",
+            (KeyColumn::Bool, _) => "BOOLEAN",
+        }
+    }
+
+    /// Whether `value` has this column's type.
+    pub(crate) fn accepts(self, value: &Value) -> bool {
+        matches!(
+            (self, value),
+            (KeyColumn::BigInt, Value::BigInt(Some(_)))
+                | (KeyColumn::Text, Value::String(Some(_)))
+                | (KeyColumn::Uuid, Value::Uuid(Some(_)))
+                | (KeyColumn::Bool, Value::Bool(Some(_)))
+        )
+    }
+}
 
 /// The key of a topic with one key field: the field's text.
 pub fn single<K: KeyPart + ?Sized>(part: &K) -> KeyBytes {
@@ -151,15 +240,58 @@ impl fmt::Display for DedupValue {
 
 /// The column type a dedup field is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum DedupColumn {
-    /// `BIGINT`.
-    BigInt,
-    /// `TEXT`.
-    Text,
-    /// `UUID` (text on SQLite).
-    Uuid,
-    /// `BOOLEAN`.
-    Bool,
+    /// `BIGINT` (Rust `i64`).
+    BigInt = 0,
+    /// `TEXT` (Rust `String`).
+    Text = 1,
+    /// `UUID` on PostgreSQL, a 16-byte `BLOB` on SQLite (Rust `uuid::Uuid`).
+    Uuid = 2,
+    /// `BOOLEAN` (Rust `bool`).
+    Bool = 3,
+}
+
+impl DedupColumn {
+    /// The column's SQL type on `backend`.
+    pub(crate) fn sql_type(self, backend: DatabaseBackend) -> &'static str {
+        match self {
+            DedupColumn::BigInt => KeyColumn::BigInt,
+            DedupColumn::Text => KeyColumn::Text,
+            DedupColumn::Uuid => KeyColumn::Uuid,
+            DedupColumn::Bool => KeyColumn::Bool,
+        }
+        .sql_type(backend)
+    }
+}
+
+/// The Rust type of a typed column, from its kind's discriminant: generated entities
+/// name a column of a field type they do not know by name as
+/// `ColumnType<{ <Ty as KeyPart>::COLUMN as u8 }>` (or `DedupPart`).
+#[doc(hidden)]
+pub type ColumnType<const KIND: u8> = <ColumnKind<KIND> as ColumnRust>::Type;
+
+/// See [`ColumnType`].
+#[doc(hidden)]
+pub struct ColumnKind<const KIND: u8>;
+
+/// See [`ColumnType`].
+#[doc(hidden)]
+pub trait ColumnRust {
+    type Type;
+}
+
+impl ColumnRust for ColumnKind<{ KeyColumn::BigInt as u8 }> {
+    type Type = i64;
+}
+impl ColumnRust for ColumnKind<{ KeyColumn::Text as u8 }> {
+    type Type = String;
+}
+impl ColumnRust for ColumnKind<{ KeyColumn::Uuid as u8 }> {
+    type Type = uuid::Uuid;
+}
+impl ColumnRust for ColumnKind<{ KeyColumn::Bool as u8 }> {
+    type Type = bool;
 }
 
 /// A value that can be (part of) an inbox deduplication key: it must compare exactly, so
@@ -239,6 +371,57 @@ mod tests {
         let parsed: serde_json::Value =
             serde_json::from_slice(&Composite::new().push("a,b").push(&1_i8).finish()).unwrap();
         assert_eq!(parsed, serde_json::json!(["a,b", 1]));
+    }
+
+    #[test]
+    fn key_columns_are_typed() {
+        assert_eq!(<i64 as KeyPart>::COLUMN, KeyColumn::BigInt);
+        assert_eq!(<u32 as KeyPart>::COLUMN, KeyColumn::BigInt);
+        assert_eq!(<isize as KeyPart>::COLUMN, KeyColumn::BigInt);
+        assert_eq!(<u64 as KeyPart>::COLUMN, KeyColumn::Text);
+        assert_eq!(<&str as KeyPart>::COLUMN, KeyColumn::Text);
+        assert_eq!(<char as KeyPart>::COLUMN, KeyColumn::Text);
+        assert_eq!(<uuid::Uuid as KeyPart>::COLUMN, KeyColumn::Uuid);
+        assert_eq!(<bool as KeyPart>::COLUMN, KeyColumn::Bool);
+        assert_eq!(7_u32.key_value(), Value::BigInt(Some(7)));
+        assert_eq!(
+            u64::MAX.key_value(),
+            Value::String(Some(u64::MAX.to_string()))
+        );
+        assert_eq!('x'.key_value(), Value::String(Some("x".into())));
+        for (part, column) in [
+            (1_i8.key_value(), <i8 as KeyPart>::COLUMN),
+            ("a".key_value(), <str as KeyPart>::COLUMN),
+            (
+                uuid::Uuid::nil().key_value(),
+                <uuid::Uuid as KeyPart>::COLUMN,
+            ),
+            (true.key_value(), <bool as KeyPart>::COLUMN),
+            (1_u128.key_value(), <u128 as KeyPart>::COLUMN),
+        ] {
+            assert!(column.accepts(&part), "{column:?} {part:?}");
+        }
+    }
+
+    #[test]
+    fn column_types_follow_the_kind() {
+        fn same<A: 'static, B: 'static>() -> bool {
+            std::any::TypeId::of::<A>() == std::any::TypeId::of::<B>()
+        }
+        assert!(same::<ColumnType<{ <i16 as KeyPart>::COLUMN as u8 }>, i64>());
+        assert!(same::<ColumnType<{ <u64 as KeyPart>::COLUMN as u8 }>, String>());
+        assert!(same::<
+            ColumnType<{ <uuid::Uuid as DedupPart>::COLUMN as u8 }>,
+            uuid::Uuid,
+        >());
+        assert!(same::<
+            ColumnType<{ <bool as DedupPart>::COLUMN as u8 }>,
+            bool,
+        >());
+        assert!(same::<
+            ColumnType<{ <String as DedupPart>::COLUMN as u8 }>,
+            String,
+        >());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! inbox) that reads the spec.
 
 use crate::codec::Codec;
-use crate::key::{DedupColumn, DedupValue, KeyBytes};
+use crate::key::{DedupColumn, DedupValue, KeyBytes, KeyColumn};
 
 /// A Rust type mapped to one Kafka topic.
 ///
@@ -35,6 +35,14 @@ pub trait Topic: Sized + Send + Sync + 'static {
     /// order; empty when the topic dedups on the message-id header (bare `inbox`) or has
     /// no inbox.
     fn dedup_key(&self) -> Vec<DedupValue>;
+
+    /// The values of the outbox table's typed key columns (`key_<field>`, one per `key`
+    /// field, in order, from [`KeyPart::key_value`](crate::key::KeyPart::key_value)).
+    /// The derive implements it for outbox topics; the default is empty: no typed key
+    /// columns.
+    fn key_values(&self) -> Vec<sea_orm::Value> {
+        Vec::new()
+    }
 }
 
 /// Marker: the topic may be produced to (it is not `consume_only`).
@@ -114,6 +122,9 @@ pub enum Direction {
 pub struct OutboxSpec {
     /// Table the outbox rows are stored in.
     pub table: &'static str,
+    /// The type of each typed key column (`key_<field>`, one per [`TopicSpec::key_fields`]
+    /// entry, in the same order); empty: the table has no typed key columns.
+    pub key_columns: &'static [KeyColumn],
 }
 
 /// Inbox settings (`inbox(dedup = .., retention = "7d", table = "..")`).
@@ -234,7 +245,16 @@ impl TopicSpec {
 impl OutboxSpec {
     /// Outbox stored in `table`.
     pub const fn new(table: &'static str) -> Self {
-        OutboxSpec { table }
+        OutboxSpec {
+            table,
+            key_columns: &[],
+        }
+    }
+
+    /// Sets the type of each key field's column (from `<FieldType as KeyPart>::COLUMN`).
+    pub const fn columns(mut self, columns: &'static [KeyColumn]) -> Self {
+        self.key_columns = columns;
+        self
     }
 }
 

@@ -15,7 +15,7 @@ pub use kafka_orm_runtime::handler::{
     FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture, HandlerStats, OnExhausted,
     PartitionLag, RunningHandler,
 };
-pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyPart};
+pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyColumn, KeyPart};
 pub use kafka_orm_runtime::outbox::relay::{
     FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RelayStats,
 };
@@ -57,7 +57,9 @@ pub mod __private {
     pub use ::serde;
     pub use ::std::vec::Vec;
     pub use kafka_orm_runtime::codec::{Codec, Json};
-    pub use kafka_orm_runtime::key::{self, DedupPart, DedupValue, KeyBytes, KeyPart};
+    pub use kafka_orm_runtime::key::{
+        self, ColumnType, DedupPart, DedupValue, KeyBytes, KeyColumn, KeyPart,
+    };
     pub use kafka_orm_runtime::registry::TopicRegistration;
     pub use kafka_orm_runtime::topic::{
         Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,

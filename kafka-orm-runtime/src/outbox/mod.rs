@@ -18,6 +18,21 @@
 //! | `attempts` | `INTEGER` | failed delivery attempts so far |
 //! | `next_attempt_at` | `BIGINT` | epoch ms before which the row is not retried (0: ready) |
 //! | `last_error` | `TEXT NULL` | the last delivery error |
+//! | `key_<field>` | per key field: `BIGINT`, `TEXT`, `UUID`, `BOOLEAN` | the key, typed, one column per `key` field |
+//!
+//! The typed key columns follow the fixed ones, one per `key` field in order, `NOT NULL`;
+//! their types come from [`KeyPart::COLUMN`](crate::key::KeyPart::COLUMN): `BIGINT` for
+//! integers up to `i64`/`u32` (and `isize`), `TEXT` for strings, `char`, `u64`, `usize`,
+//! `i128`, `u128` (in decimal) and your own key types (their key text, unless their
+//! `KeyPart` impl says otherwise), `UUID` for `uuid::Uuid` (a 16-byte `BLOB` on SQLite),
+//! `BOOLEAN` for `bool`. They are for querying (the relay reads `message_key`).
+//!
+//! `#[derive(Topic)]` also generates a SeaORM entity of the table, in a module named
+//! after it next to the type (`order_created_outbox::Entity`), with one field per column:
+//! `id: i64`, `message_id: String`, `message_key: Option<String>`, `bucket: i32`,
+//! `payload: Vec<u8>`, `headers: Vec<u8>`, `created_at: i64`, `attempts: i32`,
+//! `next_attempt_at: i64`, `last_error: Option<String>` and the `key_<field>` columns
+//! (`i64`, `String`, `uuid::Uuid` or `bool`).
 //!
 //! # Ordering
 //!
@@ -35,6 +50,7 @@ pub mod relay;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, Value};
 
 use crate::error::{Error, Result};
+use crate::key::KeyColumn;
 use crate::producer::{self, Headers};
 use crate::topic::{OutboxTopic, Topic, TopicSpec};
 
@@ -69,6 +85,17 @@ pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
 pub(crate) fn bucket_of(key: Option<&[u8]>, message_id: &str) -> i32 {
     let h = stable_hash(&[key.unwrap_or(message_id.as_bytes())]);
     (h % BUCKETS as u64) as i32
+}
+
+/// The typed key columns of `spec`'s outbox table: `key_<field>` and its type, in key
+/// order (none when the spec gives no column types).
+pub(crate) fn key_columns(spec: &TopicSpec) -> Vec<(String, KeyColumn)> {
+    let columns = spec.outbox.map_or(&[][..], |o| o.key_columns);
+    spec.key_fields
+        .iter()
+        .zip(columns)
+        .map(|(field, column)| (format!("key_{field}"), *column))
+        .collect()
 }
 
 /// Rewrites `?` placeholders into `$1, $2, ..` for PostgreSQL.
@@ -132,9 +159,15 @@ struct NewRow {
     bucket: i32,
     payload: Vec<u8>,
     headers: Vec<u8>,
+    /// The typed key columns' values, in the order of [`key_columns`].
+    key_values: Vec<Value>,
 }
 
-fn new_row<T: Topic>(value: &T, headers: Headers) -> Result<NewRow> {
+fn new_row<T: Topic>(
+    value: &T,
+    headers: Headers,
+    columns: &[(String, KeyColumn)],
+) -> Result<NewRow> {
     let msg = producer::encode(value, headers)?;
     let key = match msg.key {
         // Keys are built from text (see `KeyPart`), so they are valid UTF-8.
@@ -152,13 +185,52 @@ fn new_row<T: Topic>(value: &T, headers: Headers) -> Result<NewRow> {
             extra.insert(name, value);
         }
     }
+    let key_values = if columns.is_empty() {
+        Vec::new()
+    } else {
+        checked_key_values::<T>(value.key_values(), columns)?
+    };
     Ok(NewRow {
         bucket: bucket_of(key.as_deref().map(str::as_bytes), &msg.message_id),
         message_id: msg.message_id,
         key,
         payload: msg.payload,
         headers: encode_headers(&extra),
+        key_values,
     })
+}
+
+/// `values` when they match the typed key columns one to one; a typed error otherwise
+/// (a hand-written `Topic` or `KeyPart` impl that disagrees with its own spec).
+fn checked_key_values<T: Topic>(
+    values: Vec<Value>,
+    columns: &[(String, KeyColumn)],
+) -> Result<Vec<Value>> {
+    let problem = if values.len() != columns.len() {
+        Some(format!(
+            "`Topic::key_values` gave {} value(s) for the {} typed key column(s) of the outbox table",
+            values.len(),
+            columns.len()
+        ))
+    } else {
+        values
+            .iter()
+            .zip(columns)
+            .find(|(value, (_, column))| !column.accepts(value))
+            .map(|(value, (name, column))| {
+                format!(
+                    "the outbox column `{name}` is {column:?} but `KeyPart::key_value` gave {value:?}; `KeyPart::COLUMN` and `KeyPart::key_value` must agree"
+                )
+            })
+    };
+    match problem {
+        None => Ok(values),
+        Some(problem) => Err(Error::Encode {
+            topic: T::SPEC.name,
+            type_name: T::SPEC.type_name,
+            source: problem.into(),
+        }),
+    }
 }
 
 /// Writes `values` into `T`'s outbox inside `txn`, in order, with one statement per call
@@ -174,9 +246,10 @@ pub async fn publish<T: OutboxTopic>(
         return Ok(Vec::new());
     }
     let table = table_of(T::SPEC);
+    let columns = key_columns(T::SPEC);
     let rows = values
         .iter()
-        .map(|v| new_row(*v, headers.clone()))
+        .map(|v| new_row(*v, headers.clone(), &columns))
         .collect::<Result<Vec<_>>>()?;
     let backend = txn.get_database_backend();
     let context = || format!("publishing to the outbox table `{table}`");
@@ -206,23 +279,31 @@ pub async fn publish<T: OutboxTopic>(
         }
     }
 
+    let ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
     let created_at = now_ms();
+    let per_row = 6 + columns.len();
+    let marks = format!("({})", vec!["?"; per_row].join(","));
     let mut values_sql = String::new();
-    let mut params: Vec<Value> = Vec::with_capacity(rows.len() * 6);
-    for (i, row) in rows.iter().enumerate() {
+    let mut params: Vec<Value> = Vec::with_capacity(rows.len() * per_row);
+    for (i, row) in rows.into_iter().enumerate() {
         if i > 0 {
             values_sql.push(',');
         }
-        values_sql.push_str("(?,?,?,?,?,?)");
-        params.push(row.message_id.clone().into());
-        params.push(row.key.clone().into());
+        values_sql.push_str(&marks);
+        params.push(row.message_id.into());
+        params.push(row.key.into());
         params.push(row.bucket.into());
-        params.push(row.payload.clone().into());
-        params.push(row.headers.clone().into());
+        params.push(row.payload.into());
+        params.push(row.headers.into());
         params.push(created_at.into());
+        params.extend(row.key_values);
     }
+    let typed: String = columns
+        .iter()
+        .map(|(name, _)| format!(", {name}"))
+        .collect();
     let insert = format!(
-        "INSERT INTO \"{table}\" (message_id, message_key, bucket, payload, headers, created_at) VALUES {values_sql}"
+        "INSERT INTO \"{table}\" (message_id, message_key, bucket, payload, headers, created_at{typed}) VALUES {values_sql}"
     );
     let sql = if backend == DatabaseBackend::Postgres {
         // The NOTIFY is delivered only if the transaction commits, coalesced per transaction.
@@ -234,7 +315,7 @@ pub async fn publish<T: OutboxTopic>(
     txn.execute_raw(Statement::from_sql_and_values(backend, sql, params))
         .await
         .map_err(|e| Error::db(context(), e))?;
-    Ok(rows.into_iter().map(|r| r.message_id).collect())
+    Ok(ids)
 }
 
 /// The DDL of `spec`'s outbox table on `backend`.
@@ -244,6 +325,10 @@ pub fn create_table_sql(spec: &'static TopicSpec, backend: DatabaseBackend) -> V
         DatabaseBackend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
         _ => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
     };
+    let typed: String = key_columns(spec)
+        .iter()
+        .map(|(name, column)| format!(",\n    {name} {} NOT NULL", column.sql_type(backend)))
+        .collect();
     vec![
         format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (
@@ -256,7 +341,7 @@ pub fn create_table_sql(spec: &'static TopicSpec, backend: DatabaseBackend) -> V
     created_at BIGINT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at BIGINT NOT NULL DEFAULT 0,
-    last_error TEXT NULL
+    last_error TEXT NULL{typed}
 )"
         ),
         format!("CREATE INDEX IF NOT EXISTS \"{table}_bucket_id\" ON \"{table}\" (bucket, id)"),
@@ -269,6 +354,7 @@ pub fn create_table_sql(spec: &'static TopicSpec, backend: DatabaseBackend) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topic::OutboxSpec;
 
     #[test]
     fn headers_encoding_round_trips_and_rejects_garbage() {
@@ -288,6 +374,31 @@ mod tests {
             .collect();
         assert_eq!(used.len(), BUCKETS as usize);
         assert!(used.iter().all(|b| (0..BUCKETS).contains(b)));
+    }
+
+    #[test]
+    fn typed_key_columns_follow_the_fixed_ones() {
+        static SPEC: TopicSpec = TopicSpec::new("t::T", "t")
+            .key_fields(&["tenant", "order_id", "ref"])
+            .outbox(OutboxSpec::new("t_outbox").columns(&[
+                KeyColumn::Text,
+                KeyColumn::BigInt,
+                KeyColumn::Uuid,
+            ]));
+        let pg = &create_table_sql(&SPEC, DatabaseBackend::Postgres)[0];
+        assert!(
+            pg.ends_with(
+                "last_error TEXT NULL,\n    key_tenant TEXT NOT NULL,\n    key_order_id BIGINT NOT NULL,\n    key_ref UUID NOT NULL\n)"
+            ),
+            "{pg}"
+        );
+        let sqlite = &create_table_sql(&SPEC, DatabaseBackend::Sqlite)[0];
+        assert!(sqlite.contains("key_ref BLOB NOT NULL"), "{sqlite}");
+        static UNTYPED: TopicSpec = TopicSpec::new("t::U", "u")
+            .key_fields(&["id"])
+            .outbox(OutboxSpec::new("u_outbox"));
+        let pg = &create_table_sql(&UNTYPED, DatabaseBackend::Postgres)[0];
+        assert!(pg.ends_with("last_error TEXT NULL\n)"), "{pg}");
     }
 
     #[test]
