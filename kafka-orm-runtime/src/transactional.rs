@@ -106,7 +106,7 @@ impl<T: Consumable> TransactionalBuilder<T> {
     }
 
     /// The consumer group (prefixed with the context's namespace); default: the topic's
-    /// `group = ".."`.
+    /// `group = ".."`, else the context's `group_id(..)`.
     pub fn group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
         self
@@ -616,15 +616,12 @@ impl<T: Consumable> Worker<T> {
                 "the transactional pipeline over `{topic}` has no transactional id: call `.transactional_id(\"..\")`"
             ))
         })?;
-        let group = b
-            .group
-            .as_deref()
-            .or(spec.group)
-            .ok_or(Error::NoGroup { topic: spec.name })?;
+        // The builder's group, else the topic's, else the context's default (namespaced).
+        let group = orm.group_for(spec, b.group.as_deref())?;
         let config = Config {
             dlq_topic: spec.dlq.map(|d| format!("{namespace}{}", d.topic)),
             transactional_id: format!("{namespace}{id}"),
-            group: format!("{namespace}{group}"),
+            group,
             max_messages: b.max_messages,
             max_wait: b.max_wait,
             operation_timeout: b.operation_timeout,
@@ -676,14 +673,9 @@ impl<T: Consumable> Worker<T> {
                 )
             })?;
 
-        let mut consumer_cfg = orm.client_config();
-        consumer_cfg
-            .set("group.id", &config.group)
-            .set("isolation.level", "read_committed")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+        // The context's consumer settings (`consumer_set`) apply, then the builder's.
+        let mut consumer_cfg =
+            orm.consumer_config_with(&config.group, &[("isolation.level", "read_committed")]);
         for (k, v) in &b.consumer_settings {
             consumer_cfg.set(k, v);
         }
