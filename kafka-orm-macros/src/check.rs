@@ -50,6 +50,9 @@ pub fn check(cx: &Ctxt, input: &DeriveInput, attrs: &Attrs) {
             "_inbox",
             "inbox(table = \"..\")",
         );
+        if let Some(outbox) = &attrs.outbox {
+            check_distinct_tables(cx, input, &outbox.value, &inbox.value);
+        }
         if let Some(dedup) = &inbox.value.dedup {
             check_field_list(cx, fields, dedup, Role::Dedup);
         }
@@ -359,7 +362,10 @@ fn check_table(
 ) {
     match table {
         Some(table) => {
-            if let Err(msg) = naming::check_table_name(&table.value.value()) {
+            let name = table.value.value();
+            if let Err(msg) =
+                naming::check_table_name(&name).and_then(|()| naming::check_module_name(&name))
+            {
                 cx.error_spanned_by(&table.value, msg);
             }
         }
@@ -371,6 +377,30 @@ fn check_table(
                     format!("the default table name does not work: {msg}; name the table with `{example}`"),
                 );
             }
+        }
+    }
+}
+
+/// One table cannot be both the outbox and the inbox (nor the module of both entities).
+fn check_distinct_tables(
+    cx: &Ctxt,
+    input: &DeriveInput,
+    outbox: &crate::attr::Outbox,
+    inbox: &crate::attr::Inbox,
+) {
+    let name = |t: &Option<Setting<LitStr>>, suffix| match t {
+        Some(t) => t.value.value(),
+        None => default_table(input, suffix),
+    };
+    let table = name(&outbox.table, "_outbox");
+    if table == name(&inbox.table, "_inbox") {
+        // At least one of them is explicit: the defaults differ.
+        let lit = inbox.table.as_ref().or(outbox.table.as_ref());
+        if let Some(lit) = lit {
+            cx.error_spanned_by(
+                &lit.value,
+                format!("the outbox and the inbox cannot share the table `{table}`; name them differently"),
+            );
         }
     }
 }

@@ -1,16 +1,21 @@
 //! The stub emitted next to errors (thiserror's `fallback.rs`, clap's `dummies.rs`):
 //! `impl Topic` and every marker, with `unreachable!()` bodies, so that code using the
 //! type (`orm.topic::<T>()`, `publish`, `handle`) type-checks and the only errors shown
-//! are the ones about the attribute.
+//! are the ones about the attribute. The outbox and inbox entities are emitted too, with
+//! their fixed columns only, so that queries through them do not fail either.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::DeriveInput;
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 
-use crate::attr::Attrs;
-use crate::expand::{respan, wrap_in_const};
+use crate::attr::{Attrs, Setting};
+use crate::check;
+use crate::expand::entity::Entity;
+use crate::expand::{inbox, outbox, respan, wrap_in_const};
 use crate::model;
+use crate::naming;
 
 pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
     // A generic type cannot implement `Topic` at all (it is `'static` and concrete), and
@@ -31,7 +36,8 @@ pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
         }
         None => respan(quote!(#p::Json), ident.span()),
     };
-    wrap_in_const(quote! {
+    let entities = entities(input, attrs);
+    let stub = wrap_in_const(quote! {
         #[automatically_derived]
         impl #p::Topic for #ident {
             const SPEC: &'static #p::TopicSpec =
@@ -52,5 +58,64 @@ pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
         impl #p::OutboxTopic for #ident {}
         #[automatically_derived]
         impl #p::InboxTopic for #ident {}
-    })
+    });
+    quote! {
+        #stub
+        #entities
+    }
+}
+
+/// The entity modules of the outbox and inbox whose table names are usable.
+fn entities(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
+    let krate = model::krate(attrs);
+    let table = |t: &Option<Setting<syn::LitStr>>, flag: &syn::Path, suffix| {
+        let (name, span) = match t {
+            Some(t) => (t.value.value(), t.value.span()),
+            None => (check::default_table(input, suffix), flag.span()),
+        };
+        naming::check_table_name(&name)
+            .and_then(|()| naming::check_module_name(&name))
+            .ok()
+            .map(|()| (name, span))
+    };
+    let entity = |what, (table, table_span): (String, proc_macro2::Span), fields| {
+        Entity {
+            krate: &krate,
+            vis: &input.vis,
+            ident: &input.ident,
+            what,
+            table: &table,
+            table_span,
+            fields,
+            aliases: Vec::new(),
+        }
+        .expand()
+    };
+    let outbox_table = attrs
+        .outbox
+        .as_ref()
+        .and_then(|o| table(&o.value.table, &o.path, "_outbox"));
+    let inbox_table = attrs
+        .inbox
+        .as_ref()
+        .and_then(|i| table(&i.value.table, &i.path, "_inbox"))
+        .filter(|(name, _)| outbox_table.as_ref().is_none_or(|(o, _)| o != name));
+    let mut out = TokenStream::new();
+    if let Some(table) = outbox_table {
+        out.extend(entity("outbox", table, outbox::fixed_fields()));
+    }
+    if let Some(table) = inbox_table {
+        // A bare `inbox` dedups on the message id; typed dedup columns are left out.
+        let bare = attrs
+            .inbox
+            .as_ref()
+            .is_some_and(|i| i.value.dedup.is_none());
+        let dedup = if bare {
+            vec![quote!(pub message_id: String)]
+        } else {
+            Vec::new()
+        };
+        out.extend(entity("inbox", table, inbox::fields(dedup)));
+    }
+    out
 }

@@ -1,8 +1,12 @@
 //! The checked topic: every value resolved, defaults applied. Built only after
 //! `Ctxt::check` succeeded, so nothing here can fail; the expansion reads only this.
 
+use proc_macro2::Span;
 use syn::ext::IdentExt;
-use syn::{Data, DeriveInput, Field, Fields, FieldsNamed, Ident, Path, Type, parse_quote};
+use syn::spanned::Spanned;
+use syn::{
+    Data, DeriveInput, Field, Fields, FieldsNamed, Ident, Path, Type, Visibility, parse_quote,
+};
 
 use crate::attr::{Attrs, FieldList, Parsed};
 use crate::check::{self, DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_MS, DEFAULT_MAX_BACKOFF_MS};
@@ -12,6 +16,8 @@ const CHECKED: &str = "validated in check.rs";
 
 pub struct TopicModel<'a> {
     pub ident: &'a Ident,
+    /// The struct's visibility, which its entity modules get too.
+    pub vis: &'a Visibility,
     /// Path generated code reaches kafka-orm at (`::kafka_orm` unless `crate = ".."`).
     pub krate: Path,
     /// `OrderCreated`: the last segment of `TopicSpec::type_name`.
@@ -59,10 +65,14 @@ pub enum Direction {
 
 pub struct Outbox {
     pub table: String,
+    /// The `table = ".."` string, or the `outbox` flag for the default name.
+    pub table_span: Span,
 }
 
 pub struct Inbox<'a> {
     pub table: String,
+    /// The `table = ".."` string, or the `inbox` flag for the default name.
+    pub table_span: Span,
     /// Empty: deduplicate on the message-id header.
     pub dedup: Vec<FieldRef<'a>>,
     pub retention_secs: u64,
@@ -104,9 +114,9 @@ impl<'a> TopicModel<'a> {
             s.as_ref()
                 .map(|s| check::positive_int(&s.value, key, max).expect(CHECKED))
         };
-        let table = |t: &Option<crate::attr::Setting<syn::LitStr>>, suffix| match t {
-            Some(t) => t.value.value(),
-            None => check::default_table(input, suffix),
+        let table = |t: &Option<crate::attr::Setting<syn::LitStr>>, flag: &Path, suffix| match t {
+            Some(t) => (t.value.value(), t.value.span()),
+            None => (check::default_table(input, suffix), flag.span()),
         };
         let dlq = attrs.dlq.as_ref().map(|dlq| match &dlq.value {
             Some(lit) => lit.value(),
@@ -114,6 +124,7 @@ impl<'a> TopicModel<'a> {
         });
         TopicModel {
             ident: &input.ident,
+            vis: &input.vis,
             krate: krate(attrs),
             type_name: input.ident.unraw().to_string(),
             key: attrs
@@ -126,24 +137,29 @@ impl<'a> TopicModel<'a> {
             group: attrs.group.as_ref().map(|g| g.value.value()),
             partitions: int(&attrs.partitions, PARTITIONS, i32::MAX as u64).map(|n| n as i32),
             replication: int(&attrs.replication, REPLICATION, i16::MAX as u64).map(|n| n as i32),
-            outbox: attrs.outbox.as_ref().map(|o| Outbox {
-                table: table(&o.value.table, "_outbox"),
+            outbox: attrs.outbox.as_ref().map(|o| {
+                let (table, table_span) = table(&o.value.table, &o.path, "_outbox");
+                Outbox { table, table_span }
             }),
-            inbox: attrs.inbox.as_ref().map(|i| Inbox {
-                table: table(&i.value.table, "_inbox"),
-                dedup: i
-                    .value
-                    .dedup
-                    .as_ref()
-                    .map(|d| field_refs(fields, &d.value))
-                    .unwrap_or_default(),
-                retention_secs: i
-                    .value
-                    .retention
-                    .as_ref()
-                    .map_or(check::DEFAULT_RETENTION_SECS, |r| {
-                        check::retention_secs(&r.value).expect(CHECKED)
-                    }),
+            inbox: attrs.inbox.as_ref().map(|i| {
+                let (table, table_span) = table(&i.value.table, &i.path, "_inbox");
+                Inbox {
+                    table,
+                    table_span,
+                    dedup: i
+                        .value
+                        .dedup
+                        .as_ref()
+                        .map(|d| field_refs(fields, &d.value))
+                        .unwrap_or_default(),
+                    retention_secs: i
+                        .value
+                        .retention
+                        .as_ref()
+                        .map_or(check::DEFAULT_RETENTION_SECS, |r| {
+                            check::retention_secs(&r.value).expect(CHECKED)
+                        }),
+                }
             }),
             retry: attrs.retry.as_ref().map(|r| {
                 let ms = |s: &Option<crate::attr::Setting<syn::LitStr>>, default| {

@@ -108,6 +108,17 @@ pub fn check_table_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that a (valid) table name can name the module of its generated SeaORM entity:
+/// other Rust keywords become raw identifiers (`r#type`), these cannot.
+pub fn check_module_name(name: &str) -> Result<(), String> {
+    if matches!(name, "self" | "super" | "crate" | "Self" | "_") {
+        return Err(format!(
+            "`{name}` cannot name the module of the table's generated SeaORM entity; choose another table name"
+        ));
+    }
+    Ok(())
+}
+
 /// `` `/` `` for most characters; spelled out where a backticked glyph would be unreadable.
 fn describe_char(c: char) -> String {
     match c {
@@ -179,5 +190,10 @@ mod tests {
         );
         let dash = check_table_name("order-outbox").unwrap_err();
         assert!(dash.contains("`-` is not allowed"), "{dash}");
+        assert!(check_module_name("type").is_ok());
+        assert!(check_module_name("orders").is_ok());
+        for name in ["self", "super", "crate", "Self", "_"] {
+            assert!(check_module_name(name).unwrap_err().contains("module"));
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! Code generation. Runs only on a checked [`TopicModel`] and never fails.
 
+pub(crate) mod entity;
+pub(crate) mod inbox;
+pub(crate) mod outbox;
 mod register;
 mod topic_impl;
 
@@ -22,10 +25,18 @@ pub fn derive(input: &DeriveInput) -> TokenStream {
             let model = TopicModel::new(input, &attrs);
             let topic = topic_impl::expand(&model);
             let register = register::expand(&model);
-            wrap_in_const(quote! {
+            let consts = wrap_in_const(quote! {
                 #topic
                 #register
-            })
+            });
+            // Users name the entities, so they go outside the const block.
+            let outbox = outbox::expand(&model);
+            let inbox = inbox::expand(&model);
+            quote! {
+                #consts
+                #outbox
+                #inbox
+            }
         }
         Err(errors) => {
             let errors = errors.to_compile_error();

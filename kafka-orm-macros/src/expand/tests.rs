@@ -57,6 +57,27 @@ fn full_featured() {
 }
 
 #[test]
+fn entities_of_composite_and_custom_keys() {
+    insta::assert_snapshot!(expand(parse_quote! {
+        #[derive(Topic)]
+        #[topic(
+            key = ["tenant", "order_id", "region", "customerId"],
+            outbox(table = "type"),
+            inbox(dedup = ["number", "ref_id"]),
+            crate = "platform::kafka_orm",
+        )]
+        pub(crate) struct OrderPlaced {
+            pub tenant: String,
+            pub order_id: u64,
+            pub region: RegionCode,
+            pub customerId: &'static str,
+            pub number: OrderNumber,
+            pub ref_id: ::uuid::Uuid,
+        }
+    }));
+}
+
+#[test]
 fn crate_override_with_codec() {
     insta::assert_snapshot!(expand(parse_quote! {
         #[derive(Topic)]

@@ -25,6 +25,7 @@ pub fn expand(model: &TopicModel) -> TokenStream {
     let key = key(model, &p);
     let dedup = dedup(model, &p);
     let markers = markers(model, &p);
+    let key_values = key_values(model, &p);
     quote! {
         #[automatically_derived]
         impl #p::Topic for #ident {
@@ -36,6 +37,7 @@ pub fn expand(model: &TopicModel) -> TokenStream {
             fn dedup_key(&self) -> #p::Vec<#p::DedupValue> {
                 #dedup
             }
+            #key_values
         }
         #markers
     }
@@ -74,7 +76,16 @@ fn spec(model: &TopicModel, p: &TokenStream) -> TokenStream {
     }
     if let Some(outbox) = &model.outbox {
         let table = &outbox.table;
-        spec.extend(quote!(.outbox(#p::OutboxSpec::new(#table))));
+        let mut outbox_spec = quote!(#p::OutboxSpec::new(#table));
+        if !model.key.is_empty() {
+            // Each key field's column type, checked (and reported) at the field's type.
+            let columns = model.key.iter().map(|f| {
+                let ty = &f.field.ty;
+                quote_spanned!(ty.span()=> <#ty as #p::KeyPart>::COLUMN)
+            });
+            outbox_spec.extend(quote!(.columns(&[#(#columns),*])));
+        }
+        spec.extend(quote!(.outbox(#outbox_spec)));
     }
     if let Some(inbox) = &model.inbox {
         let table = &inbox.table;
@@ -128,6 +139,23 @@ fn key(model: &TopicModel, p: &TokenStream) -> TokenStream {
                 quote_spanned!(span=> .push(#expr))
             });
             quote!(#p::Some(#p::key::Composite::new() #(#pushes)* .finish()))
+        }
+    }
+}
+
+/// `key_values()` for an outbox topic with a key: the typed key columns' values.
+fn key_values(model: &TopicModel, p: &TokenStream) -> TokenStream {
+    if model.outbox.is_none() || model.key.is_empty() {
+        return TokenStream::new();
+    }
+    let values = model.key.iter().map(|f| {
+        let (expr, span) = field_expr(f);
+        let key_value = respan(quote!(#p::KeyPart::key_value), span);
+        quote!(#key_value(#expr))
+    });
+    quote! {
+        fn key_values(&self) -> #p::Vec<#p::sea_orm::Value> {
+            #p::Vec::from([#(#values),*])
         }
     }
 }

@@ -31,9 +31,10 @@ pub struct Greeting {
     pub text: String,
 }
 
-/// The default codec through the re-export too.
+/// The default codec through the re-export too, and the outbox entity, whose module
+/// reaches the re-export from inside.
 #[derive(Serialize, Deserialize, my::kafka_orm::Topic)]
-#[topic(crate = "my::kafka_orm")]
+#[topic(crate = "my::kafka_orm", key = "text", outbox)]
 pub struct Farewell {
     pub text: String,
 }
@@ -50,4 +51,6 @@ fn main() {
     assert_eq!(out, b"hello");
     assert_eq!(greeting.key().unwrap(), b"en");
     assert_eq!(Farewell::SPEC.format, "json");
+    let _ = |m: farewell_outbox::Model| -> String { m.key_text };
+    let _ = <farewell_outbox::Entity as my::kafka_orm::deps::sea_orm::EntityTrait>::find;
 }

@@ -22,4 +22,7 @@ fn main() {
         customer_id: "c".into(),
     });
     let _ = handle::<OrderCreated>();
+    // The entities exist too, with their fixed columns.
+    let _ = order_created_outbox::Entity;
+    let _ = |m: order_created_inbox::Model| (m.consumer_group, m.message_id);
 }

@@ -1,0 +1,48 @@
+//! The outbox table's SeaORM entity: the fixed columns of `outbox::create_table_sql`,
+//! then one typed `key_<field>` column per key field.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::entity::{Entity, typed_column};
+use crate::check::Role;
+use crate::model::TopicModel;
+
+pub fn expand(model: &TopicModel) -> TokenStream {
+    let Some(outbox) = &model.outbox else {
+        return TokenStream::new();
+    };
+    let mut fields = fixed_fields();
+    let mut aliases = Vec::new();
+    for field in &model.key {
+        let (column, alias) = typed_column(&model.krate, "key", field, Role::Key);
+        fields.push(column);
+        aliases.extend(alias);
+    }
+    Entity {
+        krate: &model.krate,
+        vis: model.vis,
+        ident: model.ident,
+        what: "outbox",
+        table: &outbox.table,
+        table_span: outbox.table_span,
+        fields,
+        aliases,
+    }
+    .expand()
+}
+
+/// Every column after `id` that every outbox table has.
+pub fn fixed_fields() -> Vec<TokenStream> {
+    vec![
+        quote!(pub message_id: String),
+        quote!(pub message_key: Option<String>),
+        quote!(pub bucket: i32),
+        quote!(pub payload: Vec<u8>),
+        quote!(pub headers: Vec<u8>),
+        quote!(pub created_at: i64),
+        quote!(pub attempts: i32),
+        quote!(pub next_attempt_at: i64),
+        quote!(pub last_error: Option<String>),
+    ]
+}

@@ -1,0 +1,10 @@
+use kafka_orm::Topic;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Topic)]
+#[topic(outbox(table = "order_events"), inbox(table = "order_events"))]
+pub struct OrderCreated {
+    pub order_id: i64,
+}
+
+fn main() {}
