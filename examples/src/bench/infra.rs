@@ -11,7 +11,6 @@ use kafka_orm::deps::rdkafka::client::DefaultClientContext;
 use kafka_orm::deps::rdkafka::producer::FutureProducer;
 use kafka_orm::{KafkaOrm, Topic};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
-use serde::{Deserialize, Serialize};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, Error>;
@@ -19,48 +18,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Partitions of the bench topics.
 pub const PARTITIONS: i32 = 6;
 
-/// Distinct message keys: spread over the 6 partitions and the relay's 64 buckets.
-pub const KEYS: u64 = 1_000;
-
-/// The event every Kafka/PostgreSQL scenario sends: keyed, published through the outbox,
-/// handled with the inbox (deduplicated on `seq`), padded to the payload size under test.
-/// `sent_at_us` carries a timestamp for the latency scenarios.
-#[derive(Debug, Clone, Serialize, Deserialize, Topic)]
-#[topic(
-    name = "bench.events",
-    key = "key",
-    outbox,
-    inbox(dedup = "seq"),
-    partitions = 6,
-    group = "bench"
-)]
-pub struct BenchEvent {
-    pub key: String,
-    pub seq: i64,
-    pub sent_at_us: i64,
-    pub pad: String,
-}
-
-impl BenchEvent {
-    /// Event `seq`, padded so that its JSON payload is exactly `payload_bytes` long (or
-    /// as short as it can be).
-    pub fn new(seq: u64, payload_bytes: usize) -> Self {
-        let mut e = BenchEvent {
-            key: format!("k{:04}", seq % KEYS),
-            seq: seq as i64,
-            sent_at_us: now_us(),
-            pad: String::new(),
-        };
-        let base = serde_json::to_vec(&e).map(|v| v.len()).unwrap_or(0);
-        e.pad = "x".repeat(payload_bytes.saturating_sub(base));
-        e
-    }
-
-    /// The JSON payload, as kafka-orm's default codec writes it.
-    pub fn payload(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a BenchEvent always encodes")
-    }
-}
+pub use crate::events::BenchEvent;
 
 /// Microseconds since the Unix epoch (one clock for the whole process).
 pub fn now_us() -> i64 {

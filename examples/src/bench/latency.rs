@@ -78,6 +78,16 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
     sc.cleanup().await;
     let mut polling = polling?;
 
+    // For a closer look: BENCH_LATENCY_SAMPLES=file.json dumps every sample, in commit order.
+    if let Ok(path) = std::env::var("BENCH_LATENCY_SAMPLES") {
+        let doc = serde_json::json!({
+            "raw": {"ack": raw.relay, "consumer": raw.consumer, "consumer_txn": raw.end_to_end},
+            "notify": {"relay": notify.relay, "consumer": notify.consumer, "handler": notify.end_to_end},
+            "polling": {"relay": polling.relay, "consumer": polling.consumer},
+        });
+        std::fs::write(&path, doc.to_string())?;
+    }
+
     let rows = |name: &'static str,
                 mode: &str,
                 got: Stats,

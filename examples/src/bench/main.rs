@@ -22,6 +22,7 @@
 
 mod breakdown;
 mod claim;
+mod events;
 mod inbox;
 mod infra;
 mod latency;
