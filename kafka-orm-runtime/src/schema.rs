@@ -53,12 +53,34 @@ pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Vec
 }
 
 /// Creates every table the registered topics need; safe to run again.
+///
+/// Tables are created with `IF NOT EXISTS` and never altered, so it then checks that each
+/// outbox table has its typed key columns: a table created by an older kafka-orm is an
+/// error here, at startup, rather than at the first `publish`.
 pub async fn migrate(db: &DatabaseConnection, specs: &[&'static TopicSpec]) -> Result<()> {
     let backend = db.get_database_backend();
     for sql in statements(specs, backend) {
         db.execute_unprepared(&sql)
             .await
             .map_err(|e| Error::db(format!("creating kafka-orm tables: `{sql}`"), e))?;
+    }
+    for spec in specs.iter().filter(|s| s.outbox.is_some()) {
+        let columns = outbox::key_columns(spec);
+        if columns.is_empty() {
+            continue;
+        }
+        let table = outbox::table_of(spec);
+        let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+        let names = names.join(", ");
+        let sql = format!("SELECT {names} FROM \"{table}\" WHERE 1 = 0");
+        db.execute_unprepared(&sql).await.map_err(|e| {
+            Error::db(
+                format!(
+                    "checking the outbox table `{table}`: it lacks the typed key columns ({names}), so an older kafka-orm created it; drop it once the relay has emptied it, or add the columns (see `kafka_orm::schema::statements`)"
+                ),
+                e,
+            )
+        })?;
     }
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use kafka_orm::deps::sea_orm::prelude::Uuid;
 use kafka_orm::deps::sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
 };
 use kafka_orm::{KafkaOrm, KafkaOrmBuilder, KeyColumn, Topic};
 use kafka_orm_tests::{fresh_postgres, fresh_sqlite, real_kafka, within};
@@ -317,4 +317,33 @@ async fn sqlite_inbox_rows_through_the_generated_entity() {
     let db = fresh_sqlite("entities-inbox-sqlite").await;
     let orm = start(builder, &db).await;
     inbox_rows_through_the_entity(&orm, &db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_table_without_the_typed_key_columns_fails_at_build() {
+    let Some(builder) = real_kafka("entities-old-table") else {
+        return;
+    };
+    let db = fresh_sqlite("entities-old-table").await;
+    // The table as kafka-orm created it before the typed key columns.
+    db.execute_unprepared(
+        "CREATE TABLE order_placed_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, \
+         message_id TEXT NOT NULL, message_key TEXT NULL, bucket INTEGER NOT NULL, \
+         payload BLOB NOT NULL, headers BLOB NOT NULL, created_at BIGINT NOT NULL, \
+         attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at BIGINT NOT NULL DEFAULT 0, \
+         last_error TEXT NULL)",
+    )
+    .await
+    .unwrap();
+    let err = builder
+        .database(db)
+        .build()
+        .await
+        .err()
+        .expect("build fails");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("order_placed_outbox") && msg.contains("key_tenant, key_order_id"),
+        "{msg}"
+    );
 }
