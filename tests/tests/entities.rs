@@ -335,12 +335,9 @@ async fn an_outbox_table_without_the_typed_key_columns_fails_at_build() {
     )
     .await
     .unwrap();
-    let err = builder
-        .database(db)
-        .build()
-        .await
-        .err()
-        .expect("build fails");
+    let Err(err) = builder.database(db).build().await else {
+        panic!("build succeeds over an outbox table without the typed key columns");
+    };
     let msg = err.to_string();
     assert!(
         msg.contains("order_placed_outbox") && msg.contains("key_tenant, key_order_id"),
