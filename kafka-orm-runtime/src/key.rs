@@ -17,6 +17,11 @@ use sea_orm::{DatabaseBackend, Value};
 pub type KeyBytes = Vec<u8>;
 
 /// A value that can be (part of) a Kafka message key.
+///
+/// For your own type, [`key_text`](KeyPart::key_text) is enough: in an outbox table its
+/// `key_<field>` column is then `TEXT` holding the key text. Set [`COLUMN`](KeyPart::COLUMN)
+/// and [`key_value`](KeyPart::key_value) together for a typed column (e.g. `BIGINT` for an
+/// integer newtype); the generated outbox entity follows `COLUMN`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a kafka-orm message key",
     label = "this field is named in `key = ..`",
