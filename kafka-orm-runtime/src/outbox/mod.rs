@@ -344,9 +344,10 @@ pub fn create_table_sql(spec: &'static TopicSpec, backend: DatabaseBackend) -> V
     last_error TEXT NULL{typed}
 )"
         ),
-        format!("CREATE INDEX IF NOT EXISTS \"{table}_bucket_id\" ON \"{table}\" (bucket, id)"),
+        // The relay walks the primary key; only rows that failed need an index, to find
+        // the keys that are backing off.
         format!(
-            "CREATE INDEX IF NOT EXISTS \"{table}_next_attempt\" ON \"{table}\" (next_attempt_at)"
+            "CREATE INDEX IF NOT EXISTS \"{table}_failing\" ON \"{table}\" (message_key) WHERE attempts > 0"
         ),
     ]
 }

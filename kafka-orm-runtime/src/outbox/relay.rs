@@ -171,6 +171,7 @@ impl OutboxRelayBuilder {
                 wake,
                 stopped: stopped.clone(),
                 shared: Arc::clone(&shared),
+                window: std::sync::atomic::AtomicUsize::new(4),
             };
             tasks.push(tokio::spawn(worker.run()));
         }
@@ -311,6 +312,8 @@ struct Worker {
     wake: Arc<Notify>,
     stopped: watch::Receiver<bool>,
     shared: Arc<Shared>,
+    /// The claim window, in batches (see [`Worker::claim`]).
+    window: std::sync::atomic::AtomicUsize,
 }
 
 impl Worker {
@@ -403,9 +406,20 @@ impl Worker {
         Ok(n)
     }
 
+    /// Claims the next batch: the lowest ids that are due, in owned buckets, of keys with
+    /// no row backing off.
+    ///
+    /// The inner query walks the primary key in id order for a bounded window, whatever the
+    /// planner believes of the filters (with a plain `ORDER BY id LIMIT` and filters whose
+    /// selectivity it cannot know, PostgreSQL chose a sequential scan and a sort of the whole
+    /// table: 130 ms per batch at 100k rows). The outer query filters that window. When the
+    /// window was full but yielded less than a batch (rows of other instances' buckets or of
+    /// blocked keys in front), the next claim widens it, up to 64 batches.
     async fn claim(&self) -> Result<Vec<Row>> {
         let table = self.table;
         let now = now_ms();
+        let batch = self.config.batch_size;
+        let window = batch * self.window.load(std::sync::atomic::Ordering::Relaxed);
         let owner_filter = if self.leased {
             format!(
                 "bucket IN (SELECT bucket FROM {LEASE_TABLE} WHERE outbox = ? AND owner = ? AND expires_at > {PG_NOW_MS} + 1000) AND "
@@ -414,19 +428,18 @@ impl Worker {
             String::new()
         };
         let sql = format!(
-            "SELECT id, message_id, message_key, payload, headers, attempts FROM \"{table}\" \
-             WHERE {owner_filter}next_attempt_at <= ? \
-             AND (message_key IS NULL OR message_key NOT IN \
-                  (SELECT message_key FROM \"{table}\" WHERE next_attempt_at > ? AND message_key IS NOT NULL)) \
-             ORDER BY id LIMIT {}",
-            self.config.batch_size
+            "WITH w AS (SELECT id, message_id, message_key, bucket, payload, headers, attempts \
+                FROM \"{table}\" WHERE next_attempt_at <= ? ORDER BY id LIMIT {window}) \
+             SELECT id, message_id, message_key, payload, headers, attempts, (SELECT COUNT(*) FROM w) \
+             FROM w WHERE {owner_filter}(message_key IS NULL OR message_key NOT IN \
+                  (SELECT message_key FROM \"{table}\" WHERE attempts > 0 AND next_attempt_at > ? AND message_key IS NOT NULL)) \
+             ORDER BY id LIMIT {batch}"
         );
-        let mut values: Vec<Value> = Vec::new();
+        let mut values: Vec<Value> = vec![now.into()];
         if self.leased {
             values.push(table.into());
             values.push(self.config.instance_id.clone().into());
         }
-        values.push(now.into());
         values.push(now.into());
         let rows = self
             .db
@@ -446,6 +459,19 @@ impl Worker {
             })
             .collect::<std::result::Result<Vec<_>, sea_orm::DbErr>>()
             .map_err(|e| Error::db(self.context("reading claimed rows"), e))
+            .inspect(|claimed| {
+                use std::sync::atomic::Ordering::Relaxed;
+                let scanned: i64 = rows
+                    .first()
+                    .and_then(|r| r.try_get_by_index(6).ok())
+                    .unwrap_or(0);
+                let factor = self.window.load(Relaxed);
+                if claimed.len() < batch && scanned as usize >= window && factor < 64 {
+                    self.window.store(factor * 2, Relaxed);
+                } else if claimed.len() == batch && factor > 4 {
+                    self.window.store(factor / 2, Relaxed);
+                }
+            })
     }
 
     /// Produces `rows` in id order and waits for every acknowledgement. A row that fails
