@@ -402,7 +402,10 @@ async fn a_slow_handler_pauses_and_resumes_partitions_without_rebalancing() {
     assert!(stats.pauses > 0 && stats.resumes > 0, "{stats:?}");
     assert_eq!(stats.assignments, 1, "no rebalance: {stats:?}");
     assert_eq!(stats.revocations, 0, "no rebalance: {stats:?}");
-    assert!(stats.latency_p50 >= Duration::from_millis(10), "handlers sleep 10 ms: {stats:?}");
+    assert!(
+        stats.latency_p50 >= Duration::from_millis(10),
+        "handlers sleep 10 ms: {stats:?}"
+    );
     assert!(stats.latency_p99 >= stats.latency_p50);
     let lag = h.lag(Duration::from_secs(10)).await.unwrap();
     assert_eq!(lag.len(), 4, "{lag:?}");
