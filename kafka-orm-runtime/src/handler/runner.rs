@@ -470,11 +470,12 @@ fn admit<T, H>(lane: &Lane<T, H>, tp: Tp, offset: i64) -> Option<u64> {
     }
     st.pending.insert(offset);
     st.highest = st.highest.max(offset);
-    if !st.paused && st.pending.len() >= shared.config.max_pending {
-        if lane.client.get().pause(&shared.tpl(tp, None)).is_ok() {
-            st.paused = true;
-            Counters::bump(&shared.counters.pauses);
-        }
+    if !st.paused
+        && st.pending.len() >= shared.config.max_pending
+        && lane.client.get().pause(&shared.tpl(tp, None)).is_ok()
+    {
+        st.paused = true;
+        Counters::bump(&shared.counters.pauses);
     }
     Some(st.epoch)
 }
@@ -553,11 +554,12 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                     st.stored = next;
                 }
             }
-            if st.paused && st.pending.len() <= shared.config.max_pending / 2 {
-                if self.client.get().resume(&shared.tpl(tp, None)).is_ok() {
-                    st.paused = false;
-                    Counters::bump(&shared.counters.resumes);
-                }
+            if st.paused
+                && st.pending.len() <= shared.config.max_pending / 2
+                && self.client.get().resume(&shared.tpl(tp, None)).is_ok()
+            {
+                st.paused = false;
+                Counters::bump(&shared.counters.resumes);
             }
         }
         drop(parts);
