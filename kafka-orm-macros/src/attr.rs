@@ -126,6 +126,20 @@ fn setting<T>(meta: &ParseNestedMeta, order: usize, value: T) -> Setting<T> {
     }
 }
 
+/// Sets `$slot` from the value parsed by `$parse`, unless `$key` was already seen in this
+/// list (then the duplicate is reported and its value skipped).
+macro_rules! set_once {
+    ($cx:expr, $seen:expr, $meta:expr, $path:expr, $order:expr, $within:expr, $slot:expr, $key:expr, $parse:expr) => {{
+        if claim($cx, $seen, $key, $path, $within) {
+            if let Some(v) = $parse {
+                $slot = Some(setting($meta, $order, v));
+            }
+        } else {
+            skip_value($meta.input)?;
+        }
+    }};
+}
+
 fn parse_key(
     cx: &Ctxt,
     meta: &ParseNestedMeta,
@@ -135,17 +149,12 @@ fn parse_key(
 ) -> syn::Result<()> {
     const WITHIN: &str = "#[topic(..)]";
     let path = &meta.path;
-    // Sets `out.$field` from the value parsed by `$parse`, unless the key is a duplicate.
     macro_rules! value {
-        ($field:ident, $key:expr, $parse:expr) => {{
-            if claim(cx, seen, $key, path, WITHIN) {
-                if let Some(v) = $parse {
-                    out.$field = Some(setting(meta, order, v));
-                }
-            } else {
-                skip_value(meta.input)?;
-            }
-        }};
+        ($field:ident, $key:expr, $parse:expr) => {
+            set_once!(
+                cx, seen, meta, path, order, WITHIN, out.$field, $key, $parse
+            )
+        };
     }
 
     if meta.path == NAME {
@@ -451,15 +460,11 @@ fn inbox(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Inbox>> {
     if has_list {
         nested(cx, meta, |m| {
             macro_rules! value {
-                ($field:ident, $key:expr, $parse:expr) => {{
-                    if claim(cx, &mut seen, $key, &m.path, WITHIN) {
-                        if let Some(v) = $parse {
-                            out.$field = Some(setting(m, 0, v));
-                        }
-                    } else {
-                        skip_value(m.input)?;
-                    }
-                }};
+                ($field:ident, $key:expr, $parse:expr) => {
+                    set_once!(
+                        cx, &mut seen, m, &m.path, 0, WITHIN, out.$field, $key, $parse
+                    )
+                };
             }
             if m.path == DEDUP {
                 value!(
@@ -503,15 +508,11 @@ fn retry(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Retry>> {
     if has_list {
         nested(cx, meta, |m| {
             macro_rules! value {
-                ($field:ident, $key:expr, $parse:expr) => {{
-                    if claim(cx, &mut seen, $key, &m.path, WITHIN) {
-                        if let Some(v) = $parse {
-                            out.$field = Some(setting(m, 0, v));
-                        }
-                    } else {
-                        skip_value(m.input)?;
-                    }
-                }};
+                ($field:ident, $key:expr, $parse:expr) => {
+                    set_once!(
+                        cx, &mut seen, m, &m.path, 0, WITHIN, out.$field, $key, $parse
+                    )
+                };
             }
             if m.path == ATTEMPTS {
                 value!(
