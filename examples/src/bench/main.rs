@@ -238,6 +238,8 @@ async fn main() {
     let Args { config, selected } = parse_args();
     breakdown::install();
     let started = Instant::now();
+    // Taken before the run: the tree may move while it runs.
+    let commit = git_commit();
     let infra = match infra::Infra::from_env() {
         Ok(i) => Some(i),
         Err(e) if selected.iter().all(|s| *s == "macro_cost") => {
@@ -301,7 +303,7 @@ async fn main() {
         "time": time,
         "mode": if config.quick { "quick" } else { "full" },
         "cores": cores,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
         "wall_seconds": report::round(wall, 1),
         "scenarios": outcomes.iter().map(|o| o.to_json(cores)).collect::<Vec<_>>(),
