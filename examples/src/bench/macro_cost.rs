@@ -1,14 +1,17 @@
 //! `macro_cost`: what `#[derive(Topic)]` costs at compile time.
 //!
-//! Three crates are generated under `target/bench/macro_cost/<mode>/`, each with the same
-//! 50 structs (5 fields; every other one with `outbox`): `derive` with
+//! Crates are generated under `target/bench/macro_cost/<mode>/`, each with the same 50
+//! structs (5 fields; every other one with `outbox`): `derive` with
 //! `#[derive(Serialize, Deserialize, Topic)]`, `serde` with the serde derives only, `plain`
-//! with neither. They depend on the workspace's `kafka-orm` by path and build in
-//! `target/bench/macro-target` (the main target dir is left alone).
+//! with neither; `derive-full` and `serde-full` are `derive` and `serde` with rustc's
+//! incremental compilation off for the crate. They depend on the workspace's `kafka-orm` by
+//! path and build in `target/bench/macro-target` (the main target dir is left alone). In
+//! quick mode the scenario is skipped while that directory is cold.
 //!
-//! - `macro_cost`: the incremental debug build time (`touch src/lib.rs && cargo build`)
-//!   of `derive`, baseline `serde`, after one warm-up build; median of the runs,
-//!   alternating the two.
+//! - `macro_cost`: the debug build time of `touch src/lib.rs && cargo build` for `derive`,
+//!   baseline `serde`, after one warm-up build; median of 5 runs (1 in quick mode),
+//!   alternating the crates. With incremental compilation (a developer's edit loop: the
+//!   macros run again, most else is reused) and without (the whole crate compiled again).
 //! - `macro_expansion`: lines of `rustc -Zunpretty=expanded` output (non-blank) per topic:
 //!   (`derive` − `serde`) / 50, baseline (`serde` − `plain`) / 50, i.e. what serde's two
 //!   derives expand to per struct. `-Z` flags need `RUSTC_BOOTSTRAP=1`; it is given to the
