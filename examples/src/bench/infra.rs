@@ -108,14 +108,26 @@ impl Infra {
         opts.max_connections(16)
             .min_connections(2)
             .sqlx_logging(log_statements);
-        let db = Database::connect(opts).await?;
-        let orm = KafkaOrm::builder()
-            .bootstrap_servers(&self.bootstrap)
-            .namespace(&namespace)
-            .connect_timeout(Duration::from_secs(30))
-            .database(db.clone())
-            .build()
-            .await?;
+        let built = async {
+            let db = Database::connect(opts).await?;
+            let orm = KafkaOrm::builder()
+                .bootstrap_servers(&self.bootstrap)
+                .namespace(&namespace)
+                .connect_timeout(Duration::from_secs(30))
+                .database(db.clone())
+                .build()
+                .await?;
+            Result::Ok((db, orm))
+        }
+        .await;
+        let (db, orm) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                // Leave nothing behind: the database was created above.
+                self.drop_database(&db_name).await;
+                return Err(e);
+            }
+        };
         Ok(Scenario {
             infra: self.clone(),
             orm,
@@ -123,6 +135,27 @@ impl Infra {
             db_name,
             namespace,
         })
+    }
+}
+
+impl Infra {
+    /// Drops a scenario's database (connections forced out). Best effort: a failure is
+    /// only printed.
+    async fn drop_database(&self, db_name: &str) {
+        match Database::connect(&self.database_url).await {
+            Ok(admin) => {
+                if let Err(e) = admin
+                    .execute_unprepared(&format!(
+                        "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+                    ))
+                    .await
+                {
+                    eprintln!("bench: could not drop database {db_name}: {e}");
+                }
+                admin.close().await.ok();
+            }
+            Err(e) => eprintln!("bench: could not drop database {db_name}: {e}"),
+        }
     }
 }
 
@@ -154,20 +187,7 @@ impl Scenario {
         let topics: Vec<String> = orm.topics().iter().map(|s| orm.topic_name(s)).collect();
         drop(orm);
         db.close().await.ok();
-        match Database::connect(&infra.database_url).await {
-            Ok(admin) => {
-                if let Err(e) = admin
-                    .execute_unprepared(&format!(
-                        "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-                    ))
-                    .await
-                {
-                    eprintln!("bench: could not drop database {db_name}: {e}");
-                }
-                admin.close().await.ok();
-            }
-            Err(e) => eprintln!("bench: could not drop database {db_name}: {e}"),
-        }
+        infra.drop_database(&db_name).await;
         let admin: std::result::Result<AdminClient<DefaultClientContext>, _> =
             infra.client_config().create();
         match admin {
