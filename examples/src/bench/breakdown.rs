@@ -118,8 +118,10 @@ impl Visit for Fields {
 }
 
 fn kind(statement: &str) -> &'static str {
-    let s = statement.trim_start_matches(['\n', ' ']);
-    if s.starts_with("SELECT id, message_id") {
+    let s = statement.trim_start();
+    // The claim reads the rows' payloads (whatever shape the query has); lease upkeep
+    // touches only the lease and member tables.
+    if s.contains("message_id, message_key") && !s.starts_with("DELETE") {
         "claim"
     } else if s.starts_with("DELETE FROM") && !s.contains("kafka_orm_relay") {
         "delete"
