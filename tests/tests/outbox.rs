@@ -504,3 +504,34 @@ async fn sqlite_round_trip() {
     assert_eq!(seqs, (0..100).collect::<HashSet<_>>());
     relay.shutdown(Duration::from_secs(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_notify_wakes_the_relay_without_polling() {
+    let Some((orm, db)) = setup("outbox-notify").await else {
+        return;
+    };
+    // Polling every minute: only the commit's NOTIFY can wake the relay in time.
+    let relay = orm
+        .outbox_relay()
+        .poll_interval(Duration::from_secs(60))
+        .spawn()
+        .unwrap();
+    within(30, "the LISTEN connection", async {
+        while !relay.stats().listening {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Let the relay's first (empty) claim pass, so it is asleep when we commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..3 {
+        publish_committed(&orm, &db, &[placed(round, round as i64)]).await;
+        within(10, "delivery woken by NOTIFY", async {
+            while relay.stats().delivered < round as u64 + 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+    relay.shutdown(Duration::from_secs(10)).await;
+}

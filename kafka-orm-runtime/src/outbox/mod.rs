@@ -255,8 +255,10 @@ pub async fn publish<T: OutboxTopic>(
     let context = || format!("publishing to the outbox table `{table}`");
 
     if backend == DatabaseBackend::Postgres {
-        // Serialize publishers of one key (see the module docs). Sorted, so two
-        // transactions locking several keys cannot deadlock on each other.
+        // One statement, always the same text (so it stays prepared): wake the relays on
+        // commit (a NOTIFY is delivered only if the transaction commits, coalesced per
+        // transaction), and serialize publishers of one key (see the module docs), locking
+        // in sorted order so two transactions locking several keys cannot deadlock.
         let mut locks: Vec<i64> = rows
             .iter()
             .filter_map(|r| r.key.as_deref())
@@ -264,19 +266,21 @@ pub async fn publish<T: OutboxTopic>(
             .collect();
         locks.sort_unstable();
         locks.dedup();
-        if !locks.is_empty() {
-            let list = locks
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let sql = format!(
-                "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(ARRAY[{list}]::bigint[]) AS k ORDER BY 1) l"
-            );
-            txn.execute_raw(Statement::from_string(backend, sql))
-                .await
-                .map_err(|e| Error::db(context(), e))?;
-        }
+        let list = locks
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = "SELECT pg_notify($1, $2) UNION ALL \
+                   (SELECT pg_advisory_xact_lock(k) FROM \
+                    (SELECT unnest(string_to_array($3, ','))::bigint AS k ORDER BY 1) l)";
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [NOTIFY_CHANNEL.into(), table.into(), list.into()],
+        ))
+        .await
+        .map_err(|e| Error::db(context(), e))?;
     }
 
     let ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
@@ -302,15 +306,9 @@ pub async fn publish<T: OutboxTopic>(
         .iter()
         .map(|(name, _)| format!(", {name}"))
         .collect();
-    let insert = format!(
+    let sql = format!(
         "INSERT INTO \"{table}\" (message_id, message_key, bucket, payload, headers, created_at{typed}) VALUES {values_sql}"
     );
-    let sql = if backend == DatabaseBackend::Postgres {
-        // The NOTIFY is delivered only if the transaction commits, coalesced per transaction.
-        format!("WITH wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', '{table}')) {insert}",)
-    } else {
-        insert
-    };
     let sql = placeholders(backend, &sql);
     txn.execute_raw(Statement::from_sql_and_values(backend, sql, params))
         .await

@@ -422,7 +422,7 @@ impl Worker {
         let window = batch * self.window.load(std::sync::atomic::Ordering::Relaxed);
         let owner_filter = if self.leased {
             format!(
-                "bucket IN (SELECT bucket FROM {LEASE_TABLE} WHERE outbox = ? AND owner = ? AND expires_at > {PG_NOW_MS} + 1000) AND "
+                "bucket = ANY(ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = ? AND owner = ? AND expires_at > {PG_NOW_MS} + 1000)) AND "
             )
         } else {
             String::new()
@@ -543,14 +543,29 @@ impl Worker {
     async fn record(&self, delivered: Vec<i64>, failed: Vec<(Row, String)>) -> Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
         for chunk in delivered.chunks(1000) {
+            // The ids travel as one text parameter, so the statement text never changes
+            // and stays prepared.
             let ids = chunk
                 .iter()
                 .map(i64::to_string)
                 .collect::<Vec<_>>()
                 .join(",");
-            let sql = format!("DELETE FROM \"{}\" WHERE id IN ({ids})", self.table);
+            let sql = match self.backend {
+                DatabaseBackend::Postgres => format!(
+                    "DELETE FROM \"{}\" WHERE id = ANY(string_to_array($1, ',')::bigint[])",
+                    self.table
+                ),
+                _ => format!(
+                    "DELETE FROM \"{}\" WHERE id IN (SELECT value FROM json_each('[' || ? || ']'))",
+                    self.table
+                ),
+            };
             self.db
-                .execute_raw(Statement::from_string(self.backend, sql))
+                .execute_raw(Statement::from_sql_and_values(
+                    self.backend,
+                    sql,
+                    [ids.into()],
+                ))
                 .await
                 .map_err(|e| Error::db(self.context("deleting delivered rows"), e))?;
             self.shared.delivered.fetch_add(chunk.len() as u64, Relaxed);
