@@ -88,6 +88,7 @@ fn entities(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
             table_span,
             fields,
             aliases: Vec::new(),
+            alias_names: Vec::new(),
         }
         .expand()
     };

@@ -49,6 +49,10 @@ pub mod prelude {
 /// Used by the code `#[derive(Topic)]` generates. Not public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    /// The standard prelude, imported by name into generated modules.
+    pub mod prelude {
+        pub use ::std::prelude::rust_2021::*;
+    }
     pub use ::core::concat;
     pub use ::core::module_path;
     pub use ::core::option::Option::{self, None, Some};

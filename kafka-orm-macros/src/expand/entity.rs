@@ -22,8 +22,11 @@ pub struct Entity<'a> {
     pub table_span: Span,
     /// The `Model` fields after `id`, in the table's column order.
     pub fields: Vec<TokenStream>,
-    /// Type aliases the fields use (typed columns of types not known by name).
+    /// Type aliases the fields use (typed columns of types not known by name), defined
+    /// next to the topic type.
     pub aliases: Vec<TokenStream>,
+    /// Their names, imported into the module.
+    pub alias_names: Vec<Ident>,
 }
 
 impl Entity<'_> {
@@ -36,27 +39,43 @@ impl Entity<'_> {
             " SeaORM entity of `{table}`, the {} table of `{}` (data only: kafka-orm creates the table and writes its rows).",
             self.what, self.ident
         );
-        // Field types not known by name and a relative `crate = ".."` path are written
-        // as at the type, so the module sees what the type's module sees.
+        // What the module needs from the type's module is resolved there, next to the
+        // type, and imported by name: a glob import of the parent would let the user's
+        // names (e.g. a `type Result<T> = ..` alias) shadow the ones SeaORM's derives use.
         let relative_krate = krate.leading_colon.is_none()
             && krate.segments.first().is_none_or(|s| s.ident != "crate");
-        let glob = (relative_krate || !self.aliases.is_empty()).then(|| {
-            quote! {
-                #[allow(unused_imports)]
-                use super::*;
-            }
-        });
+        let (krate_outside, krate_inside) = if relative_krate {
+            let alias = format_ident!("__kafka_orm_{}_crate", table);
+            (
+                quote! {
+                    #[doc(hidden)]
+                    #[allow(unused_imports, non_camel_case_types)]
+                    use #krate as #alias;
+                },
+                quote!(super::#alias),
+            )
+        } else {
+            (quote!(), quote!(#krate))
+        };
         let fields = self.fields;
         let aliases = self.aliases;
+        let alias_names = self.alias_names;
         quote! {
+            #krate_outside
+            #(#aliases)*
             #[doc = #doc]
             #[allow(missing_docs)]
             #vis mod #module {
-                use #krate::__private::sea_orm;
+                // The standard prelude, by name: derive output in a module resolves plain
+                // names like `String` or `Result` as the parent module would (the
+                // `proc_macro_derive_resolution_fallback` lint), where the user may have
+                // shadowed them.
+                #[allow(unused_imports)]
+                use #krate_inside::__private::prelude::*;
+                use #krate_inside::__private::sea_orm;
                 // Names SeaORM's derives use unqualified.
                 use sea_orm::entity::prelude::{DerivePrimaryKey, EntityTrait, EnumIter, PrimaryKeyTrait};
-                #glob
-                #(#aliases)*
+                #(use super::#alias_names;)*
                 #[derive(Clone, Debug, PartialEq, Eq, sea_orm::DeriveEntityModel)]
                 #[sea_orm(table_name = #table)]
                 pub struct Model {
@@ -83,14 +102,16 @@ fn module_ident(table: &str, span: Span) -> Ident {
         .unwrap_or_else(|_| Ident::new_raw(table, span))
 }
 
-/// The `Model` field of a typed key (`key_<field>`) or dedup (`dedup_<field>`) column,
-/// and the type alias it needs when the field's type is not known by name.
+/// The `Model` field of a typed key (`key_<field>`) or dedup (`dedup_<field>`) column of
+/// `table`, and the type alias (definition and name) it needs when the field's type is not
+/// known by name.
 pub fn typed_column(
     krate: &Path,
+    table: &str,
     prefix: &str,
     field: &FieldRef,
     role: Role,
-) -> (TokenStream, Option<TokenStream>) {
+) -> (TokenStream, Option<(TokenStream, Ident)>) {
     // Unquoted in the DDL, so PostgreSQL folds the column name to lowercase.
     let column = format!("{prefix}_{}", field.name.to_ascii_lowercase());
     let name = format_ident!("{}", column, span = field.ident().span());
@@ -102,17 +123,18 @@ pub fn typed_column(
         Some(ty) => (ty, None),
         None => {
             let ty = &field.field.ty;
-            let alias = format_ident!("__kafka_orm_{}", column);
+            let alias = format_ident!("__kafka_orm_{}_{}", table, column);
             let p = quote!(#krate::__private);
             let column = match role {
                 Role::Key => quote_spanned!(ty.span()=> <#ty as #p::KeyPart>::COLUMN),
                 Role::Dedup => quote_spanned!(ty.span()=> <#ty as #p::DedupPart>::COLUMN),
             };
             let def = quote! {
+                #[doc(hidden)]
                 #[allow(non_camel_case_types)]
                 type #alias = #p::ColumnType<{ #column as u8 }>;
             };
-            (quote!(#alias), Some(def))
+            (quote!(#alias), Some((def, alias)))
         }
     };
     (quote!(#rename pub #name: #ty), alias)

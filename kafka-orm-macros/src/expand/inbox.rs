@@ -14,13 +14,17 @@ pub fn expand(model: &TopicModel) -> TokenStream {
     };
     let mut dedup = Vec::new();
     let mut aliases = Vec::new();
+    let mut alias_names = Vec::new();
     if inbox.dedup.is_empty() {
         dedup.push(quote!(pub message_id: String));
     }
     for field in &inbox.dedup {
-        let (column, alias) = typed_column(&model.krate, "dedup", field, Role::Dedup);
+        let (column, alias) = typed_column(&model.krate, &inbox.table, "dedup", field, Role::Dedup);
         dedup.push(column);
-        aliases.extend(alias);
+        if let Some((def, name)) = alias {
+            aliases.push(def);
+            alias_names.push(name);
+        }
     }
     Entity {
         krate: &model.krate,
@@ -31,6 +35,7 @@ pub fn expand(model: &TopicModel) -> TokenStream {
         table_span: inbox.table_span,
         fields: fields(dedup),
         aliases,
+        alias_names,
     }
     .expand()
 }

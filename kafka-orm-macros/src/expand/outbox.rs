@@ -14,10 +14,14 @@ pub fn expand(model: &TopicModel) -> TokenStream {
     };
     let mut fields = fixed_fields();
     let mut aliases = Vec::new();
+    let mut alias_names = Vec::new();
     for field in &model.key {
-        let (column, alias) = typed_column(&model.krate, "key", field, Role::Key);
+        let (column, alias) = typed_column(&model.krate, &outbox.table, "key", field, Role::Key);
         fields.push(column);
-        aliases.extend(alias);
+        if let Some((def, name)) = alias {
+            aliases.push(def);
+            alias_names.push(name);
+        }
     }
     Entity {
         krate: &model.krate,
@@ -28,6 +32,7 @@ pub fn expand(model: &TopicModel) -> TokenStream {
         table_span: outbox.table_span,
         fields,
         aliases,
+        alias_names,
     }
     .expand()
 }
