@@ -182,6 +182,67 @@ pub async fn record<T: Topic, C: ConnectionTrait>(
     Ok(result.rows_affected() > 0)
 }
 
+/// Inserts the inbox rows of `deliveries` with one statement per 500 rows, in `conn` (the
+/// batch's transaction). Returns, per delivery, whether it is new (`false`: applied before,
+/// or a repeat of an earlier delivery in the same batch: skip it).
+pub async fn record_batch<T: Topic, C: ConnectionTrait>(
+    conn: &C,
+    group: &str,
+    deliveries: &[&Delivery<T>],
+) -> Result<Vec<bool>> {
+    let Some(inbox) = T::SPEC.inbox else {
+        return Ok(vec![true; deliveries.len()]);
+    };
+    let backend = conn.get_database_backend();
+    let names = dedup_columns(&inbox);
+    let per_row = names.len() + 5;
+    let row_marks = format!("({})", vec!["?"; per_row].join(","));
+    let now = now_ms();
+    let mut fresh = Vec::with_capacity(deliveries.len());
+    for chunk in deliveries.chunks(500) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * per_row);
+        for d in chunk {
+            values.push(group.into());
+            values.extend(dedup_values(&inbox, d));
+            values.push(d.topic().into());
+            values.push(d.partition().into());
+            values.push(d.offset().into());
+            values.push(now.into());
+        }
+        let marks = vec![row_marks.as_str(); chunk.len()].join(",");
+        let sql = format!(
+            "INSERT INTO \"{}\" (consumer_group, {}, topic, kafka_partition, kafka_offset, processed_at) \
+             VALUES {marks} ON CONFLICT DO NOTHING RETURNING topic, kafka_partition, kafka_offset",
+            inbox.table,
+            names.join(", ")
+        );
+        let inserted: std::collections::HashSet<(String, i32, i64)> = conn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                placeholders(backend, &sql),
+                values,
+            ))
+            .await
+            .map_err(|e| Error::db("recording a batch of inbox rows", e))?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get_by_index(0)?,
+                    r.try_get_by_index(1)?,
+                    r.try_get_by_index(2)?,
+                ))
+            })
+            .collect::<std::result::Result<_, sea_orm::DbErr>>()
+            .map_err(|e| Error::db("reading the recorded inbox rows", e))?;
+        fresh.extend(
+            chunk
+                .iter()
+                .map(|d| inserted.contains(&(d.topic().to_string(), d.partition(), d.offset()))),
+        );
+    }
+    Ok(fresh)
+}
+
 /// Deletes inbox rows of `spec` processed before `older_than_ms`, `batch` rows per
 /// statement so no statement holds locks for long. Returns the number deleted.
 pub async fn purge(

@@ -12,8 +12,8 @@ pub use kafka_orm_runtime::consumer::{Delivery, TopicConsumer};
 pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use kafka_orm_runtime::error::{Error, Result};
 pub use kafka_orm_runtime::handler::{
-    FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture, HandlerStats, OnExhausted,
-    PartitionLag, RunningHandler,
+    BatchFuture, FnBatchHandler, FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture,
+    HandlerStats, OnExhausted, PartitionLag, RunningHandler,
 };
 pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyColumn, KeyPart};
 pub use kafka_orm_runtime::outbox::relay::{

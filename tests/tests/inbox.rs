@@ -624,3 +624,55 @@ async fn retry_topics_retry_later_without_blocking_the_partition_then_dead_lette
     assert_eq!(h.stats().retries, 3 + 4, "{:?}", h.stats());
     h.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_handler_gets_only_new_messages_and_writes_them_at_once() {
+    let Some((orm, db)) = setup("inbox-batch-handler").await else {
+        return;
+    };
+    let payments = orm.topic::<PaymentReceived>();
+    let events: Vec<PaymentReceived> = (0..2_000).map(|i| payment(i, 25)).collect();
+    payments.produce_all(&events).await.unwrap();
+    payments.produce_all(&events[..300]).await.unwrap(); // resent: must be skipped
+    let h = payments
+        .batch_handler(500, Duration::from_millis(50), |txn, msgs| {
+            Box::pin(async move {
+                // One multi-row insert for the whole batch.
+                let mut sql = String::from(
+                    "INSERT INTO ledger (payment_id, account, seq, kafka_partition, kafka_offset) VALUES ",
+                );
+                let mut values = Vec::new();
+                for (i, m) in msgs.iter().enumerate() {
+                    let n = i * 5;
+                    sql.push_str(&format!(
+                        "{}(${}, ${}, ${}, ${}, ${})",
+                        if i == 0 { "" } else { "," },
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4,
+                        n + 5
+                    ));
+                    values.extend([
+                        m.payment_id.into(),
+                        m.account.clone().into(),
+                        m.seq.into(),
+                        m.partition().into(),
+                        m.offset().into(),
+                    ]);
+                }
+                txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+                    .await?;
+                Ok(())
+            })
+        })
+        .spawn()
+        .await
+        .unwrap();
+    wait_stats(&h, "all seen", |s| s.handled + s.duplicates == 2_300).await;
+    let stats = h.stats();
+    assert_eq!(stats.duplicates, 300, "{stats:?}");
+    assert!(stats.transactions <= 40, "batched: {stats:?}");
+    assert_once_each_and_key_order(&ledger(&db).await, 2_000);
+    h.shutdown().await.unwrap();
+}

@@ -84,6 +84,60 @@ pub trait Handler<T>: Send + Sync + 'static {
         txn: &'a DatabaseTransaction,
         msg: &'a Delivery<T>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+
+    /// Applies a batch (batch mode: the messages not seen before, in order) in one
+    /// transaction. The default calls [`Handler::handle`] for each; override it to write
+    /// the whole batch with one statement. An error rolls the batch back, and its messages
+    /// are then handled one by one.
+    fn handle_batch<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        msgs: &'a [&'a Delivery<T>],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a
+    where
+        T: Sync,
+    {
+        async move {
+            for msg in msgs {
+                self.handle(txn, msg).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A boxed batch-handler future borrowing the transaction and the deliveries.
+pub type BatchFuture<'a> = HandlerFuture<'a>;
+
+/// A closure handler of whole batches (see [`TopicHandle::batch_handler`]).
+pub struct FnBatchHandler<F>(F);
+
+impl<T, F> Handler<T> for FnBatchHandler<F>
+where
+    T: Sync + 'static,
+    F: for<'a> Fn(&'a DatabaseTransaction, &'a [&'a Delivery<T>]) -> BatchFuture<'a>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn handle<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        msg: &'a Delivery<T>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
+        async move { (self.0)(txn, &[msg]).await }
+    }
+
+    fn handle_batch<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        msgs: &'a [&'a Delivery<T>],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a
+    where
+        T: Sync,
+    {
+        (self.0)(txn, msgs)
+    }
 }
 
 /// A closure handler (see [`TopicHandle::handler`]).
@@ -159,6 +213,31 @@ impl<T: Consumable> TopicHandle<T> {
             + 'static,
     {
         self.handler_with(FnHandler(f))
+    }
+
+    /// A handler of whole batches, in one transaction per batch (batch mode with up to
+    /// `max` messages, waiting at most `max_wait` to fill one): the closure gets the
+    /// messages the inbox has not seen, and can write them all with one statement.
+    ///
+    /// ```text
+    /// orm.topic::<OrderCreated>().batch_handler(500, Duration::from_millis(20), |txn, msgs| Box::pin(async move {
+    ///     invoices::Entity::insert_many(msgs.iter().map(|m| invoice_of(m))).exec(txn).await?;
+    ///     Ok(())
+    /// }))
+    /// ```
+    pub fn batch_handler<F>(
+        &self,
+        max: usize,
+        max_wait: std::time::Duration,
+        f: F,
+    ) -> HandlerBuilder<T, FnBatchHandler<F>>
+    where
+        F: for<'a> Fn(&'a DatabaseTransaction, &'a [&'a Delivery<T>]) -> BatchFuture<'a>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.handler_with(FnBatchHandler(f)).batch(max, max_wait)
     }
 
     /// A handler from a [`Handler`] implementation.

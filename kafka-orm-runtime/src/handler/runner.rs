@@ -813,39 +813,49 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
 
     /// Returns whether the whole batch committed.
     async fn try_batch(&self, works: &[Work<T>]) -> bool {
+        let deliveries: Vec<&Delivery<T>> = works
+            .iter()
+            .filter_map(|w| match w {
+                Work::Message { delivery, .. } => Some(delivery),
+                Work::Undecodable { .. } => None,
+            })
+            .collect();
+        if deliveries.len() != works.len() {
+            return false;
+        }
         let _permit = self.permits.acquire().await;
+        let started = Instant::now();
         let Ok(txn) = self.db.begin().await else {
             return false;
         };
-        let mut applied = 0;
-        let mut duplicates = 0;
-        for w in works {
-            let Work::Message { delivery, .. } = w else {
-                return false;
-            };
-            match inbox::record(&txn, &self.group, delivery).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    duplicates += 1;
-                    continue;
-                }
-                Err(_) => return false,
-            }
-            if self.call(&txn, delivery).await.is_err() {
+        // One statement records the whole batch in the inbox; only new messages are handled.
+        let Ok(fresh) = inbox::record_batch(&txn, &self.group, &deliveries).await else {
+            let _ = txn.rollback().await;
+            return false;
+        };
+        let new: Vec<&Delivery<T>> = deliveries
+            .iter()
+            .zip(&fresh)
+            .filter_map(|(d, f)| f.then_some(*d))
+            .collect();
+        let duplicates = (deliveries.len() - new.len()) as u64;
+        if !new.is_empty() {
+            let call = AssertUnwindSafe(self.handler.handle_batch(&txn, &new)).catch_unwind();
+            if !matches!(call.await, Ok(Ok(()))) {
                 let _ = txn.rollback().await;
                 return false;
             }
-            applied += 1;
         }
         if txn.commit().await.is_err() {
             return false;
         }
         let c = &self.shared.counters;
         c.handled
-            .fetch_add(applied, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(new.len() as u64, std::sync::atomic::Ordering::Relaxed);
         c.duplicates
             .fetch_add(duplicates, std::sync::atomic::Ordering::Relaxed);
         Counters::bump(&c.transactions);
+        c.latency.record(started.elapsed());
         true
     }
 
