@@ -54,6 +54,22 @@ pub mod business {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// The benchmark's batch handler: one SeaORM `insert_many` for the batch.
+pub async fn handle_batch(
+    txn: &DatabaseTransaction,
+    msgs: &[&Delivery<BenchEvent>],
+) -> std::result::Result<(), HandlerError> {
+    business::Entity::insert_many(msgs.iter().map(|msg| business::ActiveModel {
+        seq: Set(msg.seq),
+        key: Set(msg.key.clone()),
+        sent_at_us: Set(msg.sent_at_us),
+        pad: Set(msg.pad.clone()),
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
 /// The DDL of the business table.
 pub const BUSINESS_TABLE: &str = "CREATE TABLE bench_business (seq BIGINT PRIMARY KEY, \
     key TEXT NOT NULL, sent_at_us BIGINT NOT NULL, pad TEXT NOT NULL)";
@@ -163,8 +179,14 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
                     .extra("duplicates", m.duplicates)
                     .extra(
                         "what",
-                        "topic.handler(one SeaORM insert) with inbox(dedup = \"seq\"), offsets \
-                         committed by the runtime; topic filled beforehand",
+                        if batch {
+                            "topic.batch_handler(one SeaORM insert_many per batch) with \
+                             inbox(dedup = \"seq\"), offsets committed by the runtime; topic \
+                             filled beforehand"
+                        } else {
+                            "topic.handler(one SeaORM insert) with inbox(dedup = \"seq\"), \
+                             offsets committed by the runtime; topic filled beforehand"
+                        },
                     );
                 if let Some(b) = baseline {
                     let name = if concurrency == 1 {
@@ -212,15 +234,23 @@ async fn handler_run(
     send_all(&producer, &sc.topic(), &msgs, Some(progress)).await?;
     drop(msgs);
 
-    let mut builder = sc
-        .orm
-        .topic::<BenchEvent>()
-        .handler(|txn, msg| Box::pin(handle(txn, msg)))
-        .concurrency(concurrency);
-    if batch {
-        builder = builder.batch(BATCH, BATCH_WAIT);
-    }
-    let running = builder.spawn().await?;
+    let topic = sc.orm.topic::<BenchEvent>();
+    let running = if batch {
+        // Batch mode: one transaction and one SeaORM `insert_many` per batch.
+        topic
+            .batch_handler(BATCH, BATCH_WAIT, |txn, msgs| {
+                Box::pin(handle_batch(txn, msgs))
+            })
+            .concurrency(concurrency)
+            .spawn()
+            .await?
+    } else {
+        topic
+            .handler(|txn, msg| Box::pin(handle(txn, msg)))
+            .concurrency(concurrency)
+            .spawn()
+            .await?
+    };
     progress.phase(format!("handling {total} messages"));
     let result: Result<HandlerMeasured> = async {
         let mut t0: Option<(Instant, u64, u64)> = None;

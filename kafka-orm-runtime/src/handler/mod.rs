@@ -250,7 +250,7 @@ impl<T: Consumable> TopicHandle<T> {
                 concurrency: 8,
                 key_lanes: 1,
                 batch: None,
-                max_pending: 1000,
+                max_pending: 5000,
                 drain_timeout: Duration::from_secs(10),
                 shutdown_timeout: Duration::from_secs(30),
                 on_exhausted: OnExhausted::Stop,
@@ -284,12 +284,19 @@ impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
     /// Batch mode: up to `max` messages of one lane in one transaction, waiting at most
     /// `max_wait` to fill it. A failing batch is retried message by message, so one bad
     /// message cannot hold back the others.
+    ///
+    /// Raises [`HandlerBuilder::max_pending`] to at least 40 batches: pausing and resuming
+    /// a partition every few batches costs more than it saves (measured with batches of
+    /// 500: 8k msg/s at a limit of 1000, 60k at 4000, 87k–117k at 20000).
     pub fn batch(mut self, max: usize, max_wait: Duration) -> Self {
-        self.config.batch = Some((max.max(1), max_wait));
+        let max = max.max(1);
+        self.config.batch = Some((max, max_wait));
+        self.config.max_pending = self.config.max_pending.max(max.saturating_mul(40));
         self
     }
 
-    /// Pause a partition when this many of its messages wait or run (default 1000).
+    /// Pause a partition when this many of its messages wait or run (default 5000; at
+    /// least 40 batches in batch mode); it resumes when half of them are done.
     pub fn max_pending(mut self, n: usize) -> Self {
         self.config.max_pending = n.max(1);
         self
