@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 #[topic(
     name = "demo.order-placed",
     key = "customer_id",
-    outbox,
-    inbox(dedup = "order_id"),
+    outbox(table = "demo_order_placed_outbox"),
+    inbox(dedup = "order_id", table = "demo_order_placed_inbox"),
     partitions = 3,
     group = "demo-billing",
     dlq
@@ -85,6 +85,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://target/kafka-orm-demo.db?mode=rwc".to_string());
     let db = Database::connect(&db_url).await?;
+    // A fresh start on every run: the demo owns these tables (kafka-orm creates its two
+    // again at `build()`).
+    for table in [
+        "demo_orders",
+        "demo_invoices",
+        "demo_order_placed_outbox",
+        "demo_order_placed_inbox",
+    ] {
+        db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}"))
+            .await?;
+    }
     let schema = Schema::new(db.get_database_backend());
     for mut table in [
         schema.create_table_from_entity(order::Entity),
@@ -92,15 +103,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         db.execute(table.if_not_exists()).await?;
     }
-    // A fresh start on every run.
-    order::Entity::delete_many().exec(&db).await?;
-    invoice::Entity::delete_many().exec(&db).await?;
-    db.execute_unprepared("DELETE FROM order_placed_outbox")
-        .await
-        .ok();
-    db.execute_unprepared("DELETE FROM order_placed_inbox")
-        .await
-        .ok();
 
     let builder = KafkaOrm::builder().database(db.clone()).group_id("demo");
     let (builder, broker) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
