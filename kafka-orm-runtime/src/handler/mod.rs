@@ -120,12 +120,12 @@ where
         + Sync
         + 'static,
 {
-    fn handle<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msg: &'a Delivery<T>,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
-        async move { (self.0)(txn, &[msg]).await }
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        msg: &Delivery<T>,
+    ) -> Result<(), HandlerError> {
+        (self.0)(txn, &[msg]).await
     }
 
     fn handle_batch<'a>(
