@@ -59,14 +59,9 @@ pub async fn handle_batch(
     txn: &DatabaseTransaction,
     msgs: &[&Delivery<BenchEvent>],
 ) -> std::result::Result<(), HandlerError> {
-    business::Entity::insert_many(msgs.iter().map(|msg| business::ActiveModel {
-        seq: Set(msg.seq),
-        key: Set(msg.key.clone()),
-        sent_at_us: Set(msg.sent_at_us),
-        pad: Set(msg.pad.clone()),
-    }))
-    .exec_without_returning(txn)
-    .await?;
+    business::Entity::insert_many(msgs.iter().map(|msg| business_row(msg)))
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }
 
@@ -74,19 +69,24 @@ pub async fn handle_batch(
 pub const BUSINESS_TABLE: &str = "CREATE TABLE bench_business (seq BIGINT PRIMARY KEY, \
     key TEXT NOT NULL, sent_at_us BIGINT NOT NULL, pad TEXT NOT NULL)";
 
+/// The business row of one event.
+fn business_row(msg: &BenchEvent) -> business::ActiveModel {
+    business::ActiveModel {
+        seq: Set(msg.seq),
+        key: Set(msg.key.clone()),
+        sent_at_us: Set(msg.sent_at_us),
+        pad: Set(msg.pad.clone()),
+    }
+}
+
 /// The benchmark's handler: one SeaORM insert.
 pub async fn handle(
     txn: &DatabaseTransaction,
     msg: &Delivery<BenchEvent>,
 ) -> std::result::Result<(), HandlerError> {
-    business::Entity::insert(business::ActiveModel {
-        seq: Set(msg.seq),
-        key: Set(msg.key.clone()),
-        sent_at_us: Set(msg.sent_at_us),
-        pad: Set(msg.pad.clone()),
-    })
-    .exec_without_returning(txn)
-    .await?;
+    business::Entity::insert(business_row(msg))
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }
 
