@@ -535,3 +535,44 @@ async fn listen_notify_wakes_the_relay_without_polling() {
     }
     relay.shutdown(Duration::from_secs(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_key_with_a_long_backlog_does_not_starve_other_keys() {
+    let Some(builder) = real_kafka("outbox-blocked-backlog") else {
+        return;
+    };
+    let Some(db) = fresh_postgres("outbox-blocked-backlog").await else {
+        return;
+    };
+    let orm = start(builder.producer_set("message.max.bytes", "20000"), &db).await;
+    // A poison row, then 2,000 rows of its key, then other keys: the lowest ids the
+    // relay looks at first all belong to the blocked key.
+    let poison = OrderPlaced {
+        customer_id: "poison".into(),
+        seq: 0,
+        note: "x".repeat(50_000),
+    };
+    publish_committed(&orm, &db, std::slice::from_ref(&poison)).await;
+    let blocked: Vec<OrderPlaced> = (1..=2_000)
+        .map(|seq| OrderPlaced {
+            customer_id: "poison".into(),
+            seq,
+            note: String::new(),
+        })
+        .collect();
+    publish_committed(&orm, &db, &blocked).await;
+    let others: Vec<OrderPlaced> = (10_000..10_100)
+        .map(|i| placed(i as usize % 5, i))
+        .collect();
+    publish_committed(&orm, &db, &others).await;
+    let relay = orm
+        .outbox_relay()
+        .batch_size(100)
+        .backoff(Duration::from_secs(30), Duration::from_secs(60))
+        .spawn()
+        .unwrap();
+    let got = consume_n(&orm, 100, 60).await;
+    assert!(got.iter().all(|d| d.customer_id != "poison"));
+    assert_per_key_order(&got);
+    relay.shutdown(Duration::from_secs(10)).await;
+}

@@ -414,12 +414,33 @@ impl Worker {
     /// selectivity it cannot know, PostgreSQL chose a sequential scan and a sort of the whole
     /// table: 130 ms per batch at 100k rows). The outer query filters that window. When the
     /// window was full but yielded less than a batch (rows of other instances' buckets or of
-    /// blocked keys in front), the next claim widens it, up to 64 batches.
+    /// blocked keys in front), it is widened, up to 64 batches: at once when nothing at all
+    /// was claimable, else from the next claim on.
     async fn claim(&self) -> Result<Vec<Row>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        loop {
+            let factor = self.window.load(Relaxed);
+            let window = self.config.batch_size * factor;
+            let (claimed, scanned) = self.claim_in(window).await?;
+            let full_window = scanned >= window;
+            if claimed.len() < self.config.batch_size && full_window && factor < 64 {
+                self.window.store(factor * 2, Relaxed);
+                if claimed.is_empty() {
+                    continue;
+                }
+            } else if claimed.len() == self.config.batch_size && factor > 4 {
+                self.window.store(factor / 2, Relaxed);
+            }
+            return Ok(claimed);
+        }
+    }
+
+    /// One claim over the lowest `window` due rows; also returns how many rows the window
+    /// held (the left join keeps that count when nothing is claimable).
+    async fn claim_in(&self, window: usize) -> Result<(Vec<Row>, usize)> {
         let table = self.table;
         let now = now_ms();
         let batch = self.config.batch_size;
-        let window = batch * self.window.load(std::sync::atomic::Ordering::Relaxed);
         let owner_filter = if self.leased {
             format!(
                 "bucket = ANY(ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = ? AND owner = ? AND expires_at > {PG_NOW_MS} + 1000)) AND "
@@ -429,11 +450,13 @@ impl Worker {
         };
         let sql = format!(
             "WITH w AS (SELECT id, message_id, message_key, bucket, payload, headers, attempts \
-                FROM \"{table}\" WHERE next_attempt_at <= ? ORDER BY id LIMIT {window}) \
-             SELECT id, message_id, message_key, payload, headers, attempts, (SELECT COUNT(*) FROM w) \
-             FROM w WHERE {owner_filter}(message_key IS NULL OR message_key NOT IN \
+                FROM \"{table}\" WHERE next_attempt_at <= ? ORDER BY id LIMIT {window}), \
+             c AS (SELECT COUNT(*) AS scanned FROM w) \
+             SELECT c.scanned, x.id, x.message_id, x.message_key, x.payload, x.headers, x.attempts \
+             FROM c LEFT JOIN (SELECT * FROM w WHERE {owner_filter}(message_key IS NULL OR message_key NOT IN \
                   (SELECT message_key FROM \"{table}\" WHERE attempts > 0 AND next_attempt_at > ? AND message_key IS NOT NULL)) \
-             ORDER BY id LIMIT {batch}"
+                ORDER BY id LIMIT {batch}) x ON 1 = 1 \
+             ORDER BY x.id"
         );
         let mut values: Vec<Value> = vec![now.into()];
         if self.leased {
@@ -446,32 +469,33 @@ impl Worker {
             .query_all_raw(self.sql(&sql, values))
             .await
             .map_err(|e| Error::db(self.context("claiming rows"), e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Row {
-                    id: r.try_get_by_index(0)?,
-                    message_id: r.try_get_by_index(1)?,
-                    key: r.try_get_by_index(2)?,
-                    payload: r.try_get_by_index(3)?,
-                    headers: r.try_get_by_index(4)?,
-                    attempts: r.try_get_by_index(5)?,
-                })
-            })
-            .collect::<std::result::Result<Vec<_>, sea_orm::DbErr>>()
-            .map_err(|e| Error::db(self.context("reading claimed rows"), e))
-            .inspect(|claimed| {
-                use std::sync::atomic::Ordering::Relaxed;
-                let scanned: i64 = rows
-                    .first()
-                    .and_then(|r| r.try_get_by_index(6).ok())
-                    .unwrap_or(0);
-                let factor = self.window.load(Relaxed);
-                if claimed.len() < batch && scanned as usize >= window && factor < 64 {
-                    self.window.store(factor * 2, Relaxed);
-                } else if claimed.len() == batch && factor > 4 {
-                    self.window.store(factor / 2, Relaxed);
-                }
-            })
+        let scanned = rows
+            .first()
+            .and_then(|r| r.try_get_by_index::<i64>(0).ok())
+            .unwrap_or(0)
+            .max(0) as usize;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let read = || -> std::result::Result<Option<Row>, sea_orm::DbErr> {
+                let Some(id) = r.try_get_by_index::<Option<i64>>(1)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Row {
+                    id,
+                    message_id: r.try_get_by_index(2)?,
+                    key: r.try_get_by_index(3)?,
+                    payload: r.try_get_by_index(4)?,
+                    headers: r.try_get_by_index(5)?,
+                    attempts: r.try_get_by_index(6)?,
+                }))
+            };
+            if let Some(row) =
+                read().map_err(|e| Error::db(self.context("reading claimed rows"), e))?
+            {
+                claimed.push(row);
+            }
+        }
+        Ok((claimed, scanned))
     }
 
     /// Produces `rows` in id order and waits for every acknowledgement. A row that fails
