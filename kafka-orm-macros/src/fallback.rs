@@ -88,7 +88,6 @@ fn entities(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
             table_span,
             fields,
             aliases: Vec::new(),
-            alias_names: Vec::new(),
         }
         .expand()
     };

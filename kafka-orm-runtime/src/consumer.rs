@@ -14,7 +14,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
@@ -114,27 +116,32 @@ pub(crate) fn decode<T: Topic>(m: &BorrowedMessage<'_>) -> Result<Delivery<T>> {
     }
 }
 
-/// Owns the librdkafka consumer; on drop it unsubscribes and destroys the handle on a
+/// Owns a librdkafka consumer; on drop it unsubscribes and destroys the handle on a
 /// separate thread, so a destroy that waits on the broker never blocks the async runtime.
-pub(crate) struct ConsumerGuard(Option<StreamConsumer>);
+/// Shared by the plain stream and the handler runner (whose consumer has its own context).
+pub(crate) struct ConsumerGuard<C: ConsumerContext + 'static = DefaultConsumerContext>(
+    Option<StreamConsumer<C>>,
+);
 
-impl ConsumerGuard {
-    pub(crate) fn new(consumer: StreamConsumer) -> Self {
+impl<C: ConsumerContext + 'static> ConsumerGuard<C> {
+    pub(crate) fn new(consumer: StreamConsumer<C>) -> Self {
         ConsumerGuard(Some(consumer))
     }
-    fn get(&self) -> &StreamConsumer {
+    pub(crate) fn get(&self) -> &StreamConsumer<C> {
         // Only `Drop` takes the consumer out.
         self.0.as_ref().expect("consumer used after drop")
     }
 }
 
-impl Drop for ConsumerGuard {
+impl<C: ConsumerContext + 'static> Drop for ConsumerGuard<C> {
     fn drop(&mut self) {
         if let Some(consumer) = self.0.take() {
-            consumer.unsubscribe();
             let _ = std::thread::Builder::new()
                 .name("kafka-orm-consumer-close".into())
-                .spawn(move || drop(consumer));
+                .spawn(move || {
+                    consumer.unsubscribe();
+                    drop(consumer);
+                });
         }
     }
 }

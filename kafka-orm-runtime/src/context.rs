@@ -117,7 +117,12 @@ impl KafkaOrm {
 
     /// The Kafka topic name of `spec` in this context (namespace prefix applied).
     pub fn topic_name(&self, spec: &TopicSpec) -> String {
-        format!("{}{}", self.inner.namespace, spec.name)
+        self.namespaced(spec.name)
+    }
+
+    /// `name` with the context's namespace prefix (topics, groups, transactional ids).
+    pub(crate) fn namespaced(&self, name: &str) -> String {
+        format!("{}{name}", self.inner.namespace)
     }
 
     /// The database given to the builder, if any.
@@ -186,7 +191,7 @@ impl KafkaOrm {
             .or(spec.group)
             .or(self.inner.default_group.as_deref())
             .ok_or(Error::NoGroup { topic: spec.name })?;
-        Ok(format!("{}{}", self.inner.namespace, group))
+        Ok(self.namespaced(group))
     }
 }
 

@@ -35,6 +35,7 @@ use crate::handler::{
     DLQ_ATTEMPTS, DLQ_ERROR, DLQ_FIRST_FAILURE, DLQ_GROUP, DLQ_LAST_FAILURE, DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC,
 };
+use crate::outbox::now_ms;
 use crate::producer::{self, Headers, Outgoing};
 use crate::topic::{Consumable, Producible};
 
@@ -610,7 +611,6 @@ impl<T: Consumable> Worker<T> {
         let orm = b.orm;
         let spec = T::SPEC;
         let topic = orm.topic_name(spec);
-        let namespace = namespace_of(&orm, spec);
         let id = b.transactional_id.ok_or_else(|| {
             Error::Config(format!(
                 "the transactional pipeline over `{topic}` has no transactional id: call `.transactional_id(\"..\")`"
@@ -619,8 +619,8 @@ impl<T: Consumable> Worker<T> {
         // The builder's group, else the topic's, else the context's default (namespaced).
         let group = orm.group_for(spec, b.group.as_deref())?;
         let config = Config {
-            dlq_topic: spec.dlq.map(|d| format!("{namespace}{}", d.topic)),
-            transactional_id: format!("{namespace}{id}"),
+            dlq_topic: spec.dlq.map(|d| orm.namespaced(d.topic)),
+            transactional_id: orm.namespaced(&id),
             group,
             max_messages: b.max_messages,
             max_wait: b.max_wait,
@@ -1134,19 +1134,6 @@ impl<T: Consumable> Worker<T> {
         }
         tracing::info!(transactional_id = %self.config.transactional_id, "transactional pipeline stopped");
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// The context's namespace: the prefix `topic_name` puts before a spec's name.
-fn namespace_of(orm: &KafkaOrm, spec: &crate::topic::TopicSpec) -> String {
-    let full = orm.topic_name(spec);
-    full.strip_suffix(spec.name).unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

@@ -22,11 +22,9 @@ pub struct Entity<'a> {
     pub table_span: Span,
     /// The `Model` fields after `id`, in the table's column order.
     pub fields: Vec<TokenStream>,
-    /// Type aliases the fields use (typed columns of types not known by name), defined
-    /// next to the topic type.
-    pub aliases: Vec<TokenStream>,
-    /// Their names, imported into the module.
-    pub alias_names: Vec<Ident>,
+    /// Type aliases the fields use (typed columns of types not known by name): each
+    /// definition, placed next to the topic type, and its name, imported into the module.
+    pub aliases: Vec<(TokenStream, Ident)>,
 }
 
 impl Entity<'_> {
@@ -58,8 +56,7 @@ impl Entity<'_> {
             (quote!(), quote!(#krate))
         };
         let fields = self.fields;
-        let aliases = self.aliases;
-        let alias_names = self.alias_names;
+        let (aliases, alias_names): (Vec<_>, Vec<_>) = self.aliases.into_iter().unzip();
         quote! {
             #krate_outside
             #(#aliases)*
@@ -102,10 +99,28 @@ fn module_ident(table: &str, span: Span) -> Ident {
         .unwrap_or_else(|_| Ident::new_raw(table, span))
 }
 
+/// The `Model` fields of the typed columns of `fields` in `table`, and the aliases they need.
+pub fn typed_columns(
+    krate: &Path,
+    table: &str,
+    prefix: &str,
+    fields: &[FieldRef],
+    role: Role,
+) -> (Vec<TokenStream>, Vec<(TokenStream, Ident)>) {
+    let mut columns = Vec::with_capacity(fields.len());
+    let mut aliases = Vec::new();
+    for field in fields {
+        let (column, alias) = typed_column(krate, table, prefix, field, role);
+        columns.push(column);
+        aliases.extend(alias);
+    }
+    (columns, aliases)
+}
+
 /// The `Model` field of a typed key (`key_<field>`) or dedup (`dedup_<field>`) column of
 /// `table`, and the type alias (definition and name) it needs when the field's type is not
 /// known by name.
-pub fn typed_column(
+fn typed_column(
     krate: &Path,
     table: &str,
     prefix: &str,

@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::entity::{Entity, typed_column};
+use super::entity::{Entity, typed_columns};
 use crate::check::Role;
 use crate::model::TopicModel;
 
@@ -12,19 +12,15 @@ pub fn expand(model: &TopicModel) -> TokenStream {
     let Some(inbox) = &model.inbox else {
         return TokenStream::new();
     };
-    let mut dedup = Vec::new();
-    let mut aliases = Vec::new();
-    let mut alias_names = Vec::new();
+    let (mut dedup, aliases) = typed_columns(
+        &model.krate,
+        &inbox.table,
+        "dedup",
+        &inbox.dedup,
+        Role::Dedup,
+    );
     if inbox.dedup.is_empty() {
         dedup.push(quote!(pub message_id: String));
-    }
-    for field in &inbox.dedup {
-        let (column, alias) = typed_column(&model.krate, &inbox.table, "dedup", field, Role::Dedup);
-        dedup.push(column);
-        if let Some((def, name)) = alias {
-            aliases.push(def);
-            alias_names.push(name);
-        }
     }
     Entity {
         krate: &model.krate,
@@ -35,7 +31,6 @@ pub fn expand(model: &TopicModel) -> TokenStream {
         table_span: inbox.table_span,
         fields: fields(dedup),
         aliases,
-        alias_names,
     }
     .expand()
 }

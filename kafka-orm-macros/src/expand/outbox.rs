@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::entity::{Entity, typed_column};
+use super::entity::{Entity, typed_columns};
 use crate::check::Role;
 use crate::model::TopicModel;
 
@@ -12,17 +12,9 @@ pub fn expand(model: &TopicModel) -> TokenStream {
     let Some(outbox) = &model.outbox else {
         return TokenStream::new();
     };
+    let (keys, aliases) = typed_columns(&model.krate, &outbox.table, "key", &model.key, Role::Key);
     let mut fields = fixed_fields();
-    let mut aliases = Vec::new();
-    let mut alias_names = Vec::new();
-    for field in &model.key {
-        let (column, alias) = typed_column(&model.krate, &outbox.table, "key", field, Role::Key);
-        fields.push(column);
-        if let Some((def, name)) = alias {
-            aliases.push(def);
-            alias_names.push(name);
-        }
-    }
+    fields.extend(keys);
     Entity {
         krate: &model.krate,
         vis: model.vis,
@@ -32,7 +24,6 @@ pub fn expand(model: &TopicModel) -> TokenStream {
         table_span: outbox.table_span,
         fields,
         aliases,
-        alias_names,
     }
     .expand()
 }

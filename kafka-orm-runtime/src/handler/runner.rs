@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 use super::dlq::{self, Failure, RawRecord};
 use super::{Config, Counters, Handler, HandlerError, OnExhausted, PartitionLag, RunningHandler};
-use crate::consumer::{self, Delivery};
+use crate::consumer::{self, ConsumerGuard, Delivery};
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
 use crate::inbox;
@@ -172,28 +172,7 @@ impl ConsumerContext for RunnerContext {
 }
 
 type Client = StreamConsumer<RunnerContext>;
-
-/// Releases the consumer on its own thread (librdkafka's destroy may wait on the broker).
-struct ClientGuard(Option<Client>);
-
-impl ClientGuard {
-    fn get(&self) -> &Client {
-        self.0.as_ref().expect("consumer used after drop")
-    }
-}
-
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            let _ = std::thread::Builder::new()
-                .name("kafka-orm-handler-close".into())
-                .spawn(move || {
-                    c.unsubscribe();
-                    drop(c);
-                });
-        }
-    }
-}
+type ClientGuard = ConsumerGuard<RunnerContext>;
 
 /// What a lane works on.
 enum Work<T> {
@@ -288,7 +267,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
     client
         .subscribe(&subscribed)
         .map_err(|e| Error::kafka(format!("subscribing to `{topic}`"), e))?;
-    let client = Arc::new(ClientGuard(Some(client)));
+    let client = Arc::new(ClientGuard::new(client));
     let lag_client = Arc::clone(&client);
     let lag = Arc::new(move |timeout: Duration| -> Result<Vec<PartitionLag>> {
         let c = lag_client.get();
@@ -873,11 +852,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     ) -> Done {
         let spec = T::SPEC;
         if let Some(dlq_spec) = spec.dlq {
-            let dlq_topic = format!(
-                "{}{}",
-                self.shared.topic.strip_suffix(spec.name).unwrap_or(""),
-                dlq_spec.topic
-            );
+            let dlq_topic = self.orm.namespaced(dlq_spec.topic);
             let mut streak = 0;
             loop {
                 let failure = Failure {
