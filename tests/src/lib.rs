@@ -28,9 +28,8 @@ pub fn kafka_bootstrap() -> Option<String> {
 /// missing, the test fails, or skips loudly with [`SKIP_INFRA_ENV`] set.
 pub fn postgres_url() -> Option<String> {
     service("DATABASE_URL", |url| {
-        (!url.starts_with("postgres")).then(|| {
-            format!("`DATABASE_URL` is `{url}`, not a PostgreSQL URL (postgres://..)")
-        })
+        (!url.starts_with("postgres"))
+            .then(|| format!("`DATABASE_URL` is `{url}`, not a PostgreSQL URL (postgres://..)"))
     })
 }
 
