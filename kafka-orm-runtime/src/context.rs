@@ -41,6 +41,7 @@ struct Inner {
     default_group: Option<String>,
     common: BTreeMap<String, String>,
     consumer_overrides: BTreeMap<String, String>,
+    producer_config: ClientConfig,
     producer: FutureProducer,
     database: Option<DatabaseConnection>,
     topics: Vec<&'static TopicSpec>,
@@ -151,6 +152,12 @@ impl KafkaOrm {
 
     pub(crate) fn producer(&self) -> &FutureProducer {
         &self.inner.producer
+    }
+
+    /// The producer configuration of the context (idempotent, `acks=all`, the user's
+    /// producer settings), for components that need a producer of their own.
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        self.inner.producer_config.clone()
     }
 
     /// A consumer configuration for `group`: the context's settings, manual offset storing,
@@ -344,6 +351,7 @@ impl KafkaOrmBuilder {
         for (k, v) in &self.producer_overrides {
             producer_cfg.set(k, v);
         }
+        let producer_config = producer_cfg.clone();
         let producer: FutureProducer = producer_cfg
             .create()
             .map_err(|e| Error::kafka("creating the producer", e))?;
@@ -381,6 +389,7 @@ impl KafkaOrmBuilder {
                 default_group: self.default_group,
                 common: self.common,
                 consumer_overrides: self.consumer_overrides,
+                producer_config,
                 producer,
                 database: self.database,
                 topics,

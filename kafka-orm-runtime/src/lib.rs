@@ -5,6 +5,7 @@
 //! the items here are documented there.
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod codec;
 pub mod consumer;
 pub mod context;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::Instrument;
@@ -179,6 +180,34 @@ pub(crate) async fn send(
     }
     .instrument(span)
     .await
+}
+
+/// How long [`enqueue`] sleeps while librdkafka's queue is full.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(2);
+
+/// Hands `record` to librdkafka, waiting while its queue is full (`queue.buffering.max.*`)
+/// but not past `until`; the future resolves with the broker's acknowledgement.
+pub(crate) async fn enqueue<'a, K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, K, P>,
+    until: std::time::Instant,
+) -> std::result::Result<rdkafka::producer::DeliveryFuture, KafkaError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(future) => return Ok(future),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if std::time::Instant::now() + QUEUE_FULL_PAUSE < until =>
+            {
+                record = back;
+                tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
 
 /// Sends many messages concurrently (librdkafka batches them) and waits for all

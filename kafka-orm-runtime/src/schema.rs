@@ -29,8 +29,13 @@ pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Vec
     bucket INTEGER NOT NULL,
     owner TEXT NULL,
     expires_at BIGINT NOT NULL DEFAULT 0,
+    epoch BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (outbox, bucket)
 )"
+        ));
+        // The fencing epoch came after the table: add it to older ones.
+        out.push(format!(
+            "ALTER TABLE {LEASE_TABLE} ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0"
         ));
         out.push(format!(
             "CREATE TABLE IF NOT EXISTS {MEMBER_TABLE} (

@@ -17,7 +17,7 @@ pub use kafka_orm_runtime::handler::{
 };
 pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyColumn, KeyPart};
 pub use kafka_orm_runtime::outbox::relay::{
-    FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RelayStats,
+    FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RELAY_EPOCH_HEADER, RelayStats,
 };
 pub use kafka_orm_runtime::producer::{
     DeliveryReport, Headers, MESSAGE_ID_HEADER, TRACEPARENT_HEADER, TYPE_HEADER,

@@ -45,7 +45,12 @@
 //! snapshot-xmin filter, this never stalls behind unrelated long transactions.
 //! SQLite has one writer at a time, which serializes the same way.
 
+mod claim;
+mod deliver;
+mod lease;
+mod listen;
 pub mod relay;
+mod status;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, Value};
 

@@ -1,0 +1,136 @@
+//! Producing one claimed batch, inside the lease's time bounds.
+//!
+//! Rows are handed to the relay's producer in id order while
+//! [`LeaseTiming::may_enqueue`](super::lease::LeaseTiming::may_enqueue) holds and their
+//! bucket is still held; the acknowledgements are awaited until the batch's
+//! [`ack_deadline`](super::lease::LeaseTiming::ack_deadline), after which the producer is
+//! purged: every queued message fails at once (none of them is sent later, so no gap
+//! opens in a partition) and in-flight ones report. A row that fails blocks its key's
+//! later rows in the batch (they are not sent), so no key is reordered by the relay.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureRecord, Producer, PurgeConfig};
+
+use super::claim::Row;
+use super::decode_headers;
+use super::lease::LeaseView;
+use super::relay::{RELAY_EPOCH_HEADER, Table};
+use crate::producer::{self, MESSAGE_ID_HEADER, TYPE_HEADER};
+
+/// How one batch ended.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Ids acknowledged by the broker.
+    pub delivered: Vec<i64>,
+    /// Rows that failed, with the error: each backs off.
+    pub failed: Vec<(Row, String)>,
+    /// Rows not handed to the producer (lease running out, bucket given back, key
+    /// blocked): claimed again later, no attempt spent.
+    pub unsent: usize,
+}
+
+impl Table {
+    /// Produces `rows` under `view` and waits for the outcome (see the module docs).
+    pub(crate) async fn deliver(&self, rows: Vec<Row>, view: &LeaseView) -> Outcome {
+        let mut out = Outcome::default();
+        let start = Instant::now();
+        let deadline = self.timing.ack_deadline(start, view.valid_until);
+        let mut blocked: HashSet<String> = HashSet::new();
+        let mut in_flight = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key_blocked = row.key.as_ref().is_some_and(|k| blocked.contains(k));
+            if key_blocked
+                || !view.owns(row.bucket)
+                || !self.timing.may_enqueue(Instant::now(), view.valid_until)
+            {
+                // Nothing after it of its key may go either.
+                block(&mut blocked, &row);
+                out.unsent += 1;
+                continue;
+            }
+            let Some(mut headers) = decode_headers(&row.headers) else {
+                block(&mut blocked, &row);
+                out.failed
+                    .push((row, "the row's headers column is malformed".into()));
+                continue;
+            };
+            headers.insert(MESSAGE_ID_HEADER, row.message_id.as_str());
+            headers.insert(TYPE_HEADER, self.spec.type_name);
+            if self.leased {
+                let epoch = view.owned.get(&row.bucket).copied().unwrap_or_default();
+                headers.insert(RELAY_EPOCH_HEADER, format!("{}:{epoch}", row.bucket));
+            }
+            let mut record = FutureRecord::to(&self.topic)
+                .payload(&row.payload)
+                .headers(headers.to_rdkafka());
+            if let Some(k) = &row.key {
+                record = record.key(k.as_bytes());
+            }
+            match producer::enqueue(&self.producer, record, deadline).await {
+                Ok(future) => in_flight.push((row, future)),
+                Err(e) => {
+                    block(&mut blocked, &row);
+                    out.failed.push((row, e.to_string()));
+                }
+            }
+        }
+        let mut purged = false;
+        for (row, mut future) in in_flight {
+            let result = match tokio::time::timeout_at(deadline.into(), &mut future).await {
+                Ok(r) => r,
+                Err(_) => {
+                    if !purged {
+                        purged = true;
+                        self.purge().await;
+                    }
+                    future.await
+                }
+            };
+            match result {
+                Ok(Ok(_)) => out.delivered.push(row.id),
+                Ok(Err((e, _))) if is_purge(&e) => {
+                    let waited = deadline.saturating_duration_since(start);
+                    out.failed.push((
+                        row,
+                        format!(
+                            "not acknowledged within the batch deadline ({waited:?}); purged: {e}"
+                        ),
+                    ));
+                }
+                Ok(Err((e, _))) => out.failed.push((row, e.to_string())),
+                Err(_) => out.failed.push((row, "the producer was dropped".into())),
+            }
+        }
+        out
+    }
+
+    /// Drops every message still queued in the relay producer (they fail at once, none is
+    /// sent later) and fails those in flight.
+    async fn purge(&self) {
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            producer.purge(PurgeConfig::default().queue().inflight())
+        })
+        .await;
+        tracing::warn!(
+            table = self.table,
+            "relay batch not acknowledged before its deadline: purged"
+        );
+    }
+}
+
+fn is_purge(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+    )
+}
+
+fn block(blocked: &mut HashSet<String>, row: &Row) {
+    if let Some(k) = &row.key {
+        blocked.insert(k.clone());
+    }
+}

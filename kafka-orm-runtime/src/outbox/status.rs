@@ -1,0 +1,101 @@
+//! [`KafkaOrm::outbox_status`]: backlog, oldest age and failing rows of every outbox.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Statement};
+
+use super::{now_ms, table_of};
+use crate::context::KafkaOrm;
+use crate::error::{Error, Result};
+
+/// The outbox of one topic as the database has it now (all relay instances together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxStatus {
+    /// The Rust type.
+    pub type_name: &'static str,
+    /// The outbox table.
+    pub table: &'static str,
+    /// Rows waiting for delivery.
+    pub backlog: u64,
+    /// Age of the oldest waiting row.
+    pub oldest_age: Option<Duration>,
+    /// Rows that failed at least once, lowest id first (at most 20), with their errors.
+    pub failing: Vec<FailingRow>,
+}
+
+/// A row that failed delivery and is backing off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingRow {
+    /// Row id.
+    pub id: i64,
+    /// Message key.
+    pub key: Option<String>,
+    /// Failed attempts so far.
+    pub attempts: i32,
+    /// When it is tried next, epoch ms.
+    pub next_attempt_at_ms: i64,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+impl KafkaOrm {
+    /// Backlog, oldest age and failing rows of every outbox table.
+    pub async fn outbox_status(&self) -> Result<Vec<OutboxStatus>> {
+        let db = self.database().ok_or(Error::NoDatabase {
+            operation: "outbox_status",
+            topic: "(all outbox topics)",
+        })?;
+        let backend = db.get_database_backend();
+        let mut out = Vec::new();
+        for spec in self.topics().iter().filter(|s| s.outbox.is_some()) {
+            let table = table_of(spec);
+            let ctx = || format!("reading the status of outbox table `{table}`");
+            let summary = db
+                .query_one_raw(Statement::from_string(
+                    backend,
+                    format!("SELECT COUNT(*), MIN(created_at) FROM \"{table}\""),
+                ))
+                .await
+                .map_err(|e| Error::db(ctx(), e))?;
+            let (backlog, oldest) = match summary {
+                Some(r) => (
+                    r.try_get_by_index::<i64>(0)
+                        .map_err(|e| Error::db(ctx(), e))?,
+                    r.try_get_by_index::<Option<i64>>(1)
+                        .map_err(|e| Error::db(ctx(), e))?,
+                ),
+                None => (0, None),
+            };
+            let failing = db
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    format!(
+                        "SELECT id, message_key, attempts, next_attempt_at, last_error FROM \"{table}\" \
+                         WHERE attempts > 0 ORDER BY id LIMIT 20"
+                    ),
+                ))
+                .await
+                .map_err(|e| Error::db(ctx(), e))?
+                .iter()
+                .map(|r| {
+                    Ok(FailingRow {
+                        id: r.try_get_by_index(0)?,
+                        key: r.try_get_by_index(1)?,
+                        attempts: r.try_get_by_index(2)?,
+                        next_attempt_at_ms: r.try_get_by_index(3)?,
+                        last_error: r.try_get_by_index(4)?,
+                    })
+                })
+                .collect::<std::result::Result<Vec<_>, sea_orm::DbErr>>()
+                .map_err(|e| Error::db(ctx(), e))?;
+            out.push(OutboxStatus {
+                type_name: spec.type_name,
+                table,
+                backlog: backlog.max(0) as u64,
+                oldest_age: oldest.map(|c| Duration::from_millis((now_ms() - c).max(0) as u64)),
+                failing,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,268 @@
+//! One owner per bucket, whatever stalls: relay lease fencing and fast failover, against
+//! real PostgreSQL (and librdkafka's mock cluster where a broker outage is injected: the
+//! real broker is shared by the whole suite and cannot be stopped under other tests).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use kafka_orm::deps::rdkafka::mocking::MockCluster;
+use kafka_orm::deps::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use kafka_orm::{Delivery, KafkaOrm, OutboxRelay, Topic};
+use kafka_orm_tests::{fresh_postgres, real_kafka, unique_namespace, within};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
+#[topic(
+    name = "fencing.orders",
+    key = "customer_id",
+    outbox,
+    partitions = 4,
+    group = "fencing-tests"
+)]
+struct Ordered {
+    customer_id: String,
+    seq: i64,
+}
+
+async fn publish(orm: &KafkaOrm, db: &DatabaseConnection, events: &[Ordered]) {
+    let txn = db.begin().await.unwrap();
+    orm.topic::<Ordered>()
+        .publish_all(&txn, events)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+}
+
+fn events(n: i64, keys: i64) -> Vec<Ordered> {
+    (0..n)
+        .map(|i| Ordered {
+            customer_id: format!("c{}", i % keys),
+            seq: i,
+        })
+        .collect()
+}
+
+fn relay(orm: &KafkaOrm, name: &str, ttl: Duration) -> OutboxRelay {
+    orm.outbox_relay()
+        .instance_id(name)
+        .poll_interval(Duration::from_millis(100))
+        .backoff(Duration::from_millis(100), Duration::from_millis(300))
+        .leases(ttl, Duration::from_millis(100))
+        .spawn()
+        .unwrap()
+}
+
+async fn owns(relay: &OutboxRelay, buckets: usize, secs: u64, what: &str) -> Duration {
+    let t0 = Instant::now();
+    within(secs, what, async {
+        while relay.stats().owned_buckets != buckets {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    t0.elapsed()
+}
+
+/// Reads the topic from the start until nothing new arrives for `quiet`.
+async fn read_all(orm: &KafkaOrm, at_least: usize, quiet: Duration) -> Vec<Delivery<Ordered>> {
+    let group = unique_namespace("fencing-reader");
+    let mut consumer = orm
+        .topic::<Ordered>()
+        .with_group(group)
+        .consume()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let wait = if got.len() < at_least {
+            Duration::from_secs(60)
+        } else {
+            quiet
+        };
+        match tokio::time::timeout(wait, consumer.next()).await {
+            Ok(Some(d)) => got.push(d.unwrap()),
+            Ok(None) => break,
+            Err(_) if got.len() >= at_least => break,
+            Err(_) => panic!("only {} of {at_least} records arrived", got.len()),
+        }
+    }
+    consumer.close(Duration::from_secs(10)).await.unwrap();
+    got
+}
+
+/// Per partition, a bucket's relay epoch never goes backwards: no earlier tenure wrote
+/// after a later one began.
+fn assert_epochs_never_go_backwards(got: &[Delivery<Ordered>]) {
+    let mut latest: HashMap<(i32, String), i64> = HashMap::new();
+    for d in got {
+        let header = d
+            .headers()
+            .get_str(kafka_orm::RELAY_EPOCH_HEADER)
+            .expect("leased relays stamp their epoch");
+        let (bucket, epoch) = header.split_once(':').unwrap();
+        let epoch: i64 = epoch.parse().unwrap();
+        let prev = latest
+            .entry((d.partition(), bucket.to_string()))
+            .or_insert(epoch);
+        assert!(
+            epoch >= *prev,
+            "bucket {bucket} in partition {}: epoch {epoch} written after epoch {prev}",
+            d.partition()
+        );
+        *prev = epoch;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stalled_past_its_lease_never_delivers_alongside_its_successor() {
+    let Some(db) = fresh_postgres("fencing-stall").await else {
+        return;
+    };
+    let mock = MockCluster::new(1).unwrap();
+    let namespace = unique_namespace("fencing-stall");
+    let builder = KafkaOrm::builder()
+        .bootstrap_servers(mock.bootstrap_servers())
+        .namespace(namespace.clone())
+        .create_topics(false)
+        // The user's long producer timeout must not let the relay outlive its lease.
+        .producer_set("message.timeout.ms", "60000");
+    mock.create_topic(&format!("{namespace}{}", Ordered::SPEC.name), 4, 1)
+        .unwrap();
+    let orm = builder.database(db.clone()).build().await.unwrap();
+    let ttl = Duration::from_secs(3);
+    let a = relay(&orm, "stalled", ttl);
+    owns(&a, 64, 20, "the first relay to own every bucket").await;
+
+    // The broker goes away while a batch is in flight: the first relay waits for acks.
+    mock.broker_down(1).unwrap();
+    let sent = events(400, 20);
+    publish(&orm, &db, &sent).await;
+    // Long enough for the first relay to claim the rows and hand them to its producer.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A second instance arrives while the first is (or was) stuck, and stays past the TTL.
+    let b = relay(&orm, "newcomer", ttl);
+    tokio::time::sleep(ttl * 2).await;
+    assert!(
+        a.stats().owned_buckets > 0,
+        "the stalled relay kept renewing its leases: {:?}",
+        a.stats()
+    );
+    mock.broker_up(1).unwrap();
+
+    let got = read_all(&orm, sent.len(), Duration::from_secs(5)).await;
+    let mut ids = HashSet::new();
+    let duplicates: Vec<i64> = got
+        .iter()
+        .filter(|d| !ids.insert(d.message_id().unwrap().to_string()))
+        .map(|d| d.seq)
+        .collect();
+    assert!(
+        duplicates.is_empty(),
+        "rows delivered twice (two relays at once): {duplicates:?}"
+    );
+    assert_eq!(ids.len(), sent.len(), "nothing lost");
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for d in &got {
+        if let Some(prev) = last.insert(d.customer_id.clone(), d.seq) {
+            assert!(
+                d.seq > prev,
+                "key {} went from {prev} to {}",
+                d.customer_id,
+                d.seq
+            );
+        }
+    }
+    assert_epochs_never_go_backwards(&got);
+    a.shutdown(Duration::from_secs(10)).await;
+    b.shutdown(Duration::from_secs(10)).await;
+}
+
+async fn real_setup(test: &str) -> Option<(KafkaOrm, DatabaseConnection)> {
+    let builder = real_kafka(test)?;
+    let db = fresh_postgres(test).await?;
+    Some((builder.database(db.clone()).build().await.unwrap(), db))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_relay_with_a_stable_name_takes_its_buckets_back_at_once() {
+    let Some((orm, db)) = real_setup("fencing-restart").await else {
+        return;
+    };
+    // A TTL far longer than the test: only the reclaim can explain a fast take-over.
+    let ttl = Duration::from_secs(60);
+    let first = relay(&orm, "relay-0", ttl);
+    owns(&first, 64, 20, "relay-0 to own every bucket").await;
+    first.abort(); // a crash: leases are not released
+
+    // A stranger cannot take unexpired leases...
+    let stranger = relay(&orm, "relay-1", ttl);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stranger.stats().owned_buckets,
+        0,
+        "leases of a crashed relay are not free before their TTL"
+    );
+    stranger.shutdown(Duration::from_secs(5)).await;
+
+    // ...but the crashed instance, restarted under its name, reclaims them at once.
+    let restarted = relay(&orm, "relay-0", ttl);
+    let took = owns(
+        &restarted,
+        64,
+        10,
+        "the restarted relay-0 to reclaim its buckets",
+    )
+    .await;
+    assert!(took < Duration::from_secs(3), "reclaimed in {took:?}");
+    publish(&orm, &db, &events(50, 5)).await;
+    let got = read_all(&orm, 50, Duration::from_secs(1)).await;
+    assert_eq!(got.len(), 50);
+    restarted.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_live_process_with_the_same_name_does_not_steal_leases() {
+    let Some((orm, _db)) = real_setup("fencing-same-name").await else {
+        return;
+    };
+    let ttl = Duration::from_secs(60);
+    let first = relay(&orm, "twin", ttl);
+    owns(&first, 64, 20, "the first twin to own every bucket").await;
+    let twin = relay(&orm, "twin", ttl);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        twin.stats().owned_buckets,
+        0,
+        "the live holder of the name keeps its leases"
+    );
+    assert_eq!(first.stats().owned_buckets, 64);
+    twin.shutdown(Duration::from_secs(5)).await;
+    first.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_lease_passed_on_claims_nothing_more() {
+    let Some((orm, db)) = real_setup("fencing-epoch").await else {
+        return;
+    };
+    let a = relay(&orm, "fenced", Duration::from_secs(60));
+    owns(&a, 64, 20, "the relay to own every bucket").await;
+    // Another tenure begins behind its back (as when its lease passed on while it was
+    // frozen): a new owner, a new epoch, a long lease.
+    db.execute_unprepared(
+        "UPDATE kafka_orm_relay_leases SET owner = 'intruder', epoch = epoch + 1, \
+         expires_at = (extract(epoch from clock_timestamp()) * 1000)::bigint + 60000",
+    )
+    .await
+    .unwrap();
+    owns(&a, 0, 5, "the fenced relay to notice").await;
+    publish(&orm, &db, &events(20, 4)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.stats().delivered, 0, "{:?}", a.stats());
+    let backlog = orm.outbox_status().await.unwrap()[0].backlog;
+    assert_eq!(
+        backlog, 20,
+        "no row claimed, delivered or deleted under a stale epoch"
+    );
+    a.shutdown(Duration::from_secs(5)).await;
+}
