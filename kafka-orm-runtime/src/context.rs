@@ -315,7 +315,10 @@ impl KafkaOrmBuilder {
         self
     }
 
-    /// Validates the registry, connects, creates missing topics and opens the producer.
+    /// Validates the registry (conflicting settings, and table and column names a
+    /// hand-written `impl Topic` may get wrong: [`Error::InvalidIdentifier`], before any
+    /// SQL runs), connects, creates missing topics, creates the tables and opens the
+    /// producer.
     pub async fn build(self) -> Result<KafkaOrm> {
         let topics = registry::registered_topics();
         registry::validate(&topics)?;

@@ -27,6 +27,24 @@ pub enum Error {
         difference: String,
     },
 
+    /// A table or column name in a topic's spec cannot be used in SQL: a hand-written
+    /// `impl Topic` gave a name that `#[derive(Topic)]` would have refused at compile time.
+    /// Reported by `build()` (and [`crate::schema::statements`]) before any SQL runs.
+    #[error(
+        "`{type_name}` cannot be used: its spec's `{field}` is {name:?}, which is not a valid SQL name: {reason}"
+    )]
+    InvalidIdentifier {
+        /// The Rust type whose spec holds the name.
+        type_name: &'static str,
+        /// Which part of the spec: `outbox.table`, `inbox.table`, `key_fields` or
+        /// `inbox.dedup_fields`.
+        field: &'static str,
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The builder was not given something it needs.
     #[error("kafka-orm is not configured: {0}")]
     Config(String),

@@ -35,19 +35,21 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, V
 
 use crate::consumer::Delivery;
 use crate::error::{Error, Result};
+use crate::ident;
 use crate::key::{DedupColumn, DedupValue};
 use crate::outbox::{now_ms, placeholders};
 use crate::topic::{InboxSpec, Topic, TopicSpec};
 
-/// The column names of `inbox`'s dedup key.
-fn dedup_columns(inbox: &InboxSpec) -> Vec<String> {
+/// The column names of `inbox`'s dedup key, quoted for `backend` (`dedup_<field>`, ASCII
+/// lowercased as [`ident::typed_column`] says).
+fn dedup_columns(inbox: &InboxSpec, backend: DatabaseBackend) -> Vec<String> {
     if inbox.dedup_fields.is_empty() {
-        vec!["message_id".to_string()]
+        vec![ident::quoted(backend, "message_id")]
     } else {
         inbox
             .dedup_fields
             .iter()
-            .map(|f| format!("dedup_{f}"))
+            .map(|f| ident::quoted(backend, &ident::typed_column("dedup", f)))
             .collect()
     }
 }
@@ -57,14 +59,16 @@ pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<Strin
     let Some(inbox) = spec.inbox else {
         return Vec::new();
     };
-    let table = inbox.table;
+    let table = ident::quoted(backend, inbox.table);
+    let dedup_index = ident::quoted(backend, &format!("{}_dedup", inbox.table));
+    let processed_index = ident::quoted(backend, &format!("{}_processed_at", inbox.table));
     let id = match backend {
         DatabaseBackend::Postgres => "BIGSERIAL PRIMARY KEY",
         _ => "INTEGER PRIMARY KEY AUTOINCREMENT",
     };
-    let names = dedup_columns(&inbox);
+    let names = dedup_columns(&inbox, backend);
     let dedup_defs: Vec<String> = if inbox.dedup_fields.is_empty() {
-        vec!["message_id TEXT NOT NULL".into()]
+        vec![format!("{} TEXT NOT NULL", names[0])]
     } else {
         names
             .iter()
@@ -81,7 +85,7 @@ pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<Strin
     };
     vec![
         format!(
-            "CREATE TABLE IF NOT EXISTS \"{table}\" (
+            "CREATE TABLE IF NOT EXISTS {table} (
     id {id},
     consumer_group TEXT NOT NULL,
     {},
@@ -93,12 +97,10 @@ pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<Strin
             dedup_defs.join(",\n    ")
         ),
         format!(
-            "CREATE UNIQUE INDEX IF NOT EXISTS \"{table}_dedup\" ON \"{table}\" (consumer_group, {})",
+            "CREATE UNIQUE INDEX IF NOT EXISTS {dedup_index} ON {table} (consumer_group, {})",
             names.join(", ")
         ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS \"{table}_processed_at\" ON \"{table}\" (processed_at)"
-        ),
+        format!("CREATE INDEX IF NOT EXISTS {processed_index} ON {table} (processed_at)"),
     ]
 }
 
@@ -146,8 +148,10 @@ pub async fn record<T: Topic, C: ConnectionTrait>(
     let Some(inbox) = T::SPEC.inbox else {
         return Ok(true);
     };
+    // A registered type was checked at `build()`; this one may never have been.
+    ident::check_spec(T::SPEC)?;
     let backend = conn.get_database_backend();
-    let names = dedup_columns(&inbox);
+    let names = dedup_columns(&inbox, backend);
     let mut values: Vec<Value> = vec![group.into()];
     values.extend(dedup_values(&inbox, delivery));
     values.push(delivery.topic().into());
@@ -156,9 +160,9 @@ pub async fn record<T: Topic, C: ConnectionTrait>(
     values.push(now_ms().into());
     let marks = vec!["?"; values.len()].join(",");
     let sql = format!(
-        "INSERT INTO \"{}\" (consumer_group, {}, topic, kafka_partition, kafka_offset, processed_at) \
+        "INSERT INTO {} (consumer_group, {}, topic, kafka_partition, kafka_offset, processed_at) \
          VALUES ({marks}) ON CONFLICT DO NOTHING",
-        inbox.table,
+        ident::quoted(backend, inbox.table),
         names.join(", ")
     );
     let result = conn
@@ -193,8 +197,9 @@ pub async fn record_batch<T: Topic, C: ConnectionTrait>(
     let Some(inbox) = T::SPEC.inbox else {
         return Ok(vec![true; deliveries.len()]);
     };
+    ident::check_spec(T::SPEC)?;
     let backend = conn.get_database_backend();
-    let names = dedup_columns(&inbox);
+    let names = dedup_columns(&inbox, backend);
     let per_row = names.len() + 5;
     let row_marks = format!("({})", vec!["?"; per_row].join(","));
     let now = now_ms();
@@ -211,9 +216,9 @@ pub async fn record_batch<T: Topic, C: ConnectionTrait>(
         }
         let marks = vec![row_marks.as_str(); chunk.len()].join(",");
         let sql = format!(
-            "INSERT INTO \"{}\" (consumer_group, {}, topic, kafka_partition, kafka_offset, processed_at) \
+            "INSERT INTO {} (consumer_group, {}, topic, kafka_partition, kafka_offset, processed_at) \
              VALUES {marks} ON CONFLICT DO NOTHING RETURNING topic, kafka_partition, kafka_offset",
-            inbox.table,
+            ident::quoted(backend, inbox.table),
             names.join(", ")
         );
         let inserted: std::collections::HashSet<(String, i32, i64)> = conn
@@ -254,13 +259,15 @@ pub async fn purge(
     let Some(inbox) = spec.inbox else {
         return Ok(0);
     };
+    ident::check_spec(spec)?;
     let backend = db.get_database_backend();
     let table = inbox.table;
+    let quoted = ident::quoted(backend, table);
     let sql = placeholders(
         backend,
         &format!(
-            "DELETE FROM \"{table}\" WHERE id IN \
-             (SELECT id FROM \"{table}\" WHERE processed_at < ? ORDER BY processed_at LIMIT {batch})"
+            "DELETE FROM {quoted} WHERE id IN \
+             (SELECT id FROM {quoted} WHERE processed_at < ? ORDER BY processed_at LIMIT {batch})"
         ),
     );
     let mut total = 0;

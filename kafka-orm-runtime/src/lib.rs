@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod context;
 pub mod error;
 pub mod handler;
+pub(crate) mod ident;
 pub mod inbox;
 pub mod key;
 pub mod outbox;

@@ -40,13 +40,18 @@ pub fn registered_topics() -> Vec<&'static TopicSpec> {
     specs
 }
 
-/// Checks that no two types claim one Kafka topic with different settings, and that no
-/// topic is also used as another one's dead-letter topic.
+/// Checks that every table and column name a spec puts into SQL is a plain identifier
+/// (the rules `#[derive(Topic)]` enforces; a hand-written `impl Topic` may break them:
+/// [`Error::InvalidIdentifier`]), that no two types claim one Kafka topic with different
+/// settings, and that no topic is also used as another one's dead-letter topic.
 ///
 /// Two types may share a topic when everything Kafka sees agrees (name, key fields,
 /// format, partitions, replication): e.g. a producer-side and a consumer-side view of
 /// one event in two crates.
 pub fn validate(specs: &[&'static TopicSpec]) -> Result<(), Error> {
+    for spec in specs {
+        crate::ident::check_spec(spec)?;
+    }
     let mut by_name: BTreeMap<&str, &TopicSpec> = BTreeMap::new();
     for spec in specs {
         match by_name.get(spec.name) {
@@ -125,6 +130,18 @@ mod tests {
     #[test]
     fn same_settings_may_share_a_topic() {
         validate(&[&A, &B_SAME]).unwrap();
+    }
+
+    #[test]
+    fn a_hostile_table_name_is_rejected_before_anything_else() {
+        use crate::topic::OutboxSpec;
+        static HOSTILE: TopicSpec =
+            TopicSpec::new("app::Hostile", "h").outbox(OutboxSpec::new("x\"; DROP TABLE y; --"));
+        let err = validate(&[&A, &HOSTILE]).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidIdentifier { type_name: "app::Hostile", field: "outbox.table", name, .. } if name == "x\"; DROP TABLE y; --"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection};
 
 use crate::error::{Error, Result};
+use crate::ident;
 use crate::outbox::relay::{LEASE_TABLE, MEMBER_TABLE};
 use crate::outbox::{self, BUCKETS};
 use crate::topic::TopicSpec;
@@ -13,7 +14,14 @@ use crate::topic::TopicSpec;
 /// For users of `sea-orm-migration`: run these in a migration's `up` with
 /// `manager.get_connection().execute_unprepared(..)` and turn off
 /// [`crate::KafkaOrmBuilder::migrate`].
-pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Vec<String> {
+///
+/// Fails with [`Error::InvalidIdentifier`] when a spec's table or column name is not a
+/// plain SQL identifier (only a hand-written `impl Topic` can give one), before any
+/// statement is built.
+pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Result<Vec<String>> {
+    for spec in specs {
+        ident::check_spec(spec)?;
+    }
     let mut out = Vec::new();
     for spec in specs {
         out.extend(crate::inbox::create_table_sql(spec, backend));
@@ -48,13 +56,13 @@ pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Vec
         for spec in &outboxes {
             out.push(format!(
                 "INSERT INTO {LEASE_TABLE} (outbox, bucket) \
-                 SELECT '{}', b FROM generate_series(0, {}) AS b ON CONFLICT DO NOTHING",
-                outbox::table_of(spec),
+                 SELECT {}, b FROM generate_series(0, {}) AS b ON CONFLICT DO NOTHING",
+                ident::literal(outbox::table_of(spec)),
                 BUCKETS - 1
             ));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Creates every table the registered topics need; safe to run again.
@@ -64,7 +72,7 @@ pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Vec
 /// error here, at startup, rather than at the first `publish`.
 pub async fn migrate(db: &DatabaseConnection, specs: &[&'static TopicSpec]) -> Result<()> {
     let backend = db.get_database_backend();
-    for sql in statements(specs, backend) {
+    for sql in statements(specs, backend)? {
         db.execute_unprepared(&sql)
             .await
             .map_err(|e| Error::db(format!("creating kafka-orm tables: `{sql}`"), e))?;
@@ -75,9 +83,17 @@ pub async fn migrate(db: &DatabaseConnection, specs: &[&'static TopicSpec]) -> R
             continue;
         }
         let table = outbox::table_of(spec);
+        let quoted: Vec<String> = columns
+            .iter()
+            .map(|(name, _)| ident::quoted(backend, name))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE 1 = 0",
+            quoted.join(", "),
+            ident::quoted(backend, table)
+        );
         let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
         let names = names.join(", ");
-        let sql = format!("SELECT {names} FROM \"{table}\" WHERE 1 = 0");
         db.execute_unprepared(&sql).await.map_err(|e| {
             Error::db(
                 format!(

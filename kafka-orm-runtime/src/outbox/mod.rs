@@ -20,7 +20,9 @@
 //! | `last_error` | `TEXT NULL` | the last delivery error |
 //! | `key_<field>` | per key field: `BIGINT`, `TEXT`, `UUID`, `BOOLEAN` | the key, typed, one column per `key` field |
 //!
-//! The typed key columns follow the fixed ones, one per `key` field in order, `NOT NULL`;
+//! The typed key columns follow the fixed ones, one per `key` field in order, `NOT NULL`,
+//! named `key_` and the field name with ASCII letters lowercased (`customerId` →
+//! `key_customerid`: the name an unquoted identifier folds to on PostgreSQL);
 //! their types come from [`KeyPart::COLUMN`](crate::key::KeyPart::COLUMN): `BIGINT` for
 //! integers up to `i64`/`u32` (and `isize`), `TEXT` for strings, `char`, `u64`, `usize`,
 //! `i128`, `u128` (in decimal) and your own key types (their key text, unless their
@@ -55,6 +57,7 @@ mod status;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, Value};
 
 use crate::error::{Error, Result};
+use crate::ident;
 use crate::key::KeyColumn;
 use crate::producer::{self, Headers};
 use crate::topic::{OutboxTopic, Topic, TopicSpec};
@@ -92,14 +95,15 @@ pub(crate) fn bucket_of(key: Option<&[u8]>, message_id: &str) -> i32 {
     (h % BUCKETS as u64) as i32
 }
 
-/// The typed key columns of `spec`'s outbox table: `key_<field>` and its type, in key
+/// The typed key columns of `spec`'s outbox table: `key_<field>` (ASCII-lowercased, see
+/// [`ident::typed_column`]; quote it with [`ident::quoted`] in SQL) and its type, in key
 /// order (none when the spec gives no column types).
 pub(crate) fn key_columns(spec: &TopicSpec) -> Vec<(String, KeyColumn)> {
     let columns = spec.outbox.map_or(&[][..], |o| o.key_columns);
     spec.key_fields
         .iter()
         .zip(columns)
-        .map(|(field, column)| (format!("key_{field}"), *column))
+        .map(|(field, column)| (ident::typed_column("key", field), *column))
         .collect()
 }
 
@@ -250,6 +254,8 @@ pub async fn publish<T: OutboxTopic>(
     if values.is_empty() {
         return Ok(Vec::new());
     }
+    // A registered type was checked at `build()`; this one may never have been.
+    ident::check_spec(T::SPEC)?;
     let table = table_of(T::SPEC);
     let columns = key_columns(T::SPEC);
     let rows = values
@@ -309,10 +315,11 @@ pub async fn publish<T: OutboxTopic>(
     }
     let typed: String = columns
         .iter()
-        .map(|(name, _)| format!(", {name}"))
+        .map(|(name, _)| format!(", {}", ident::quoted(backend, name)))
         .collect();
     let sql = format!(
-        "INSERT INTO \"{table}\" (message_id, message_key, bucket, payload, headers, created_at{typed}) VALUES {values_sql}"
+        "INSERT INTO {} (message_id, message_key, bucket, payload, headers, created_at{typed}) VALUES {values_sql}",
+        ident::quoted(backend, table)
     );
     let sql = placeholders(backend, &sql);
     txn.execute_raw(Statement::from_sql_and_values(backend, sql, params))
@@ -330,11 +337,19 @@ pub fn create_table_sql(spec: &'static TopicSpec, backend: DatabaseBackend) -> V
     };
     let typed: String = key_columns(spec)
         .iter()
-        .map(|(name, column)| format!(",\n    {name} {} NOT NULL", column.sql_type(backend)))
+        .map(|(name, column)| {
+            format!(
+                ",\n    {} {} NOT NULL",
+                ident::quoted(backend, name),
+                column.sql_type(backend)
+            )
+        })
         .collect();
+    let index = ident::quoted(backend, &format!("{table}_failing"));
+    let table = ident::quoted(backend, table);
     vec![
         format!(
-            "CREATE TABLE IF NOT EXISTS \"{table}\" (
+            "CREATE TABLE IF NOT EXISTS {table} (
     id {id},
     message_id TEXT NOT NULL,
     message_key TEXT NULL,
@@ -349,9 +364,7 @@ pub fn create_table_sql(spec: &'static TopicSpec, backend: DatabaseBackend) -> V
         ),
         // The relay walks the primary key; only rows that failed need an index, to find
         // the keys that are backing off.
-        format!(
-            "CREATE INDEX IF NOT EXISTS \"{table}_failing\" ON \"{table}\" (message_key) WHERE attempts > 0"
-        ),
+        format!("CREATE INDEX IF NOT EXISTS {index} ON {table} (message_key) WHERE attempts > 0"),
     ]
 }
 
@@ -392,17 +405,32 @@ mod tests {
         let pg = &create_table_sql(&SPEC, DatabaseBackend::Postgres)[0];
         assert!(
             pg.ends_with(
-                "last_error TEXT NULL,\n    key_tenant TEXT NOT NULL,\n    key_order_id BIGINT NOT NULL,\n    key_ref UUID NOT NULL\n)"
+                "last_error TEXT NULL,\n    \"key_tenant\" TEXT NOT NULL,\n    \"key_order_id\" BIGINT NOT NULL,\n    \"key_ref\" UUID NOT NULL\n)"
             ),
             "{pg}"
         );
         let sqlite = &create_table_sql(&SPEC, DatabaseBackend::Sqlite)[0];
-        assert!(sqlite.contains("key_ref BLOB NOT NULL"), "{sqlite}");
+        assert!(sqlite.contains("`key_ref` BLOB NOT NULL"), "{sqlite}");
         static UNTYPED: TopicSpec = TopicSpec::new("t::U", "u")
             .key_fields(&["id"])
             .outbox(OutboxSpec::new("u_outbox"));
         let pg = &create_table_sql(&UNTYPED, DatabaseBackend::Postgres)[0];
         assert!(pg.ends_with("last_error TEXT NULL\n)"), "{pg}");
+    }
+
+    #[test]
+    fn a_hostile_table_name_stays_one_quoted_identifier() {
+        // `schema::statements` refuses this spec; the DDL is quoted even so.
+        static HOSTILE: TopicSpec = TopicSpec::new("t::H", "h").outbox(OutboxSpec::new(
+            "x\" (id INT); DROP TABLE y; CREATE TABLE \"w",
+        ));
+        let pg = &create_table_sql(&HOSTILE, DatabaseBackend::Postgres)[0];
+        assert!(
+            pg.starts_with(
+                "CREATE TABLE IF NOT EXISTS \"x\"\" (id INT); DROP TABLE y; CREATE TABLE \"\"w\" (\n"
+            ),
+            "{pg}"
+        );
     }
 
     #[test]
