@@ -510,9 +510,11 @@ async fn listen_notify_wakes_the_relay_without_polling() {
     let Some((orm, db)) = setup("outbox-notify").await else {
         return;
     };
-    // Polling every minute: only the commit's NOTIFY can wake the relay in time.
+    // Nothing but the commit's NOTIFY may wake the relay within the window: single-node
+    // mode has no lease keeper (whose renewals would wake it), and it polls once a minute.
     let relay = orm
         .outbox_relay()
+        .single_node()
         .poll_interval(Duration::from_secs(60))
         .spawn()
         .unwrap();
@@ -522,16 +524,29 @@ async fn listen_notify_wakes_the_relay_without_polling() {
         }
     })
     .await;
-    // Let the relay's first (empty) claim pass, so it is asleep when we commit.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the first (empty) claim and the wake-up LISTEN sends when it connects pass, so
+    // the relay is asleep in its 60 s poll when we commit.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(relay.stats().delivered, 0);
+    const WINDOW: Duration = Duration::from_millis(1500);
     for round in 0..3 {
+        let committed = std::time::Instant::now();
         publish_committed(&orm, &db, &[placed(round, round as i64)]).await;
-        within(10, "delivery woken by NOTIFY", async {
+        tokio::time::timeout(WINDOW, async {
             while relay.stats().delivered < round as u64 + 1 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
-        .await;
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "round {round}: not delivered within {WINDOW:?} of the commit; only NOTIFY can wake the relay that early ({:?})",
+                relay.stats()
+            )
+        });
+        eprintln!("round {round}: delivered {:?} after the commit", committed.elapsed());
+        // Idle again before the next commit.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     relay.shutdown(Duration::from_secs(10)).await;
 }
