@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use rdkafka::consumer::{
-    CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer,
 };
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
@@ -92,7 +92,7 @@ impl<T> Deref for Delivery<T> {
 }
 
 /// Decodes one received message for topic `T`.
-pub(crate) fn decode<T: Topic>(m: &BorrowedMessage<'_>) -> Result<Delivery<T>> {
+pub(crate) fn decode<T: Topic, M: Message>(m: &M) -> Result<Delivery<T>> {
     let payload = m.payload().unwrap_or_default();
     match T::Codec::decode(payload) {
         Ok(value) => Ok(Delivery {
@@ -118,28 +118,44 @@ pub(crate) fn decode<T: Topic>(m: &BorrowedMessage<'_>) -> Result<Delivery<T>> {
 
 /// Owns a librdkafka consumer; on drop it unsubscribes and destroys the handle on a
 /// separate thread, so a destroy that waits on the broker never blocks the async runtime.
-/// Shared by the plain stream and the handler runner (whose consumer has its own context).
-pub(crate) struct ConsumerGuard<C: ConsumerContext + 'static = DefaultConsumerContext>(
-    Option<StreamConsumer<C>>,
-);
+/// Shared by the plain stream ([`StreamConsumer`]) and the handler runner (a
+/// [`BaseConsumer`] polled on a thread of its own).
+pub(crate) struct ConsumerGuard<K: Unsubscribe = StreamConsumer<DefaultConsumerContext>>(Option<K>);
 
-impl<C: ConsumerContext + 'static> ConsumerGuard<C> {
-    pub(crate) fn new(consumer: StreamConsumer<C>) -> Self {
+/// A consumer the [`ConsumerGuard`] can close.
+pub(crate) trait Unsubscribe: Send + Sync + 'static {
+    fn unsubscribe_now(&self);
+}
+
+impl<C: ConsumerContext + 'static> Unsubscribe for StreamConsumer<C> {
+    fn unsubscribe_now(&self) {
+        self.unsubscribe();
+    }
+}
+
+impl<C: ConsumerContext + 'static> Unsubscribe for BaseConsumer<C> {
+    fn unsubscribe_now(&self) {
+        self.unsubscribe();
+    }
+}
+
+impl<K: Unsubscribe> ConsumerGuard<K> {
+    pub(crate) fn new(consumer: K) -> Self {
         ConsumerGuard(Some(consumer))
     }
-    pub(crate) fn get(&self) -> &StreamConsumer<C> {
+    pub(crate) fn get(&self) -> &K {
         // Only `Drop` takes the consumer out.
         self.0.as_ref().expect("consumer used after drop")
     }
 }
 
-impl<C: ConsumerContext + 'static> Drop for ConsumerGuard<C> {
+impl<K: Unsubscribe> Drop for ConsumerGuard<K> {
     fn drop(&mut self) {
         if let Some(consumer) = self.0.take() {
             let _ = std::thread::Builder::new()
                 .name("kafka-orm-consumer-close".into())
                 .spawn(move || {
-                    consumer.unsubscribe();
+                    consumer.unsubscribe_now();
                     drop(consumer);
                 });
         }
@@ -176,7 +192,7 @@ impl<T: Topic> TopicConsumer<T> {
                 let item = tokio::select! {
                     _ = stopped.changed() => break,
                     msg = task_consumer.get().recv() => match msg {
-                        Ok(m) => decode::<T>(&m),
+                        Ok(m) => decode::<T, _>(&m),
                         Err(e) => Err(Error::kafka("receiving messages", e)),
                     },
                 };

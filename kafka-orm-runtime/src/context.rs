@@ -150,10 +150,6 @@ impl KafkaOrm {
         self.inner.send_timeout
     }
 
-    pub(crate) fn producer(&self) -> &FutureProducer {
-        &self.inner.producer
-    }
-
     /// The producer configuration of the context (idempotent, `acks=all`, the user's
     /// producer settings), for components that need a producer of their own.
     pub(crate) fn producer_config(&self) -> ClientConfig {

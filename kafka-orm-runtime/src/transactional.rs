@@ -824,7 +824,7 @@ impl<T: Consumable> Worker<T> {
     }
 
     fn push(&self, batch: &mut Batch<T>, m: &BorrowedMessage<'_>) {
-        match decode::<T>(m) {
+        match decode::<T, _>(m) {
             Ok(d) => batch.deliveries.push(d),
             Err(e) => {
                 let error = match &e {

@@ -1,10 +1,6 @@
 //! Dead-lettering: the raw record, with where it came from and why it failed.
 
-use std::time::Duration;
-
-use crate::context::KafkaOrm;
-use crate::error::Result;
-use crate::producer::{self, DeliveryReport, Headers, Outgoing};
+use crate::producer::Headers;
 
 /// Header: the topic the record was read from.
 pub const DLQ_SOURCE_TOPIC: &str = "kafka-orm-dlq-source-topic";
@@ -43,35 +39,9 @@ pub(crate) struct Failure<'a> {
     pub last_ms: i64,
 }
 
-/// Sends `raw` as it is (key, payload, headers) to `topic` and waits for the ack.
-pub(crate) async fn forward(
-    orm: &KafkaOrm,
-    topic: &str,
-    raw: &RawRecord,
-    timeout: Duration,
-) -> Result<DeliveryReport> {
-    let message_id = raw
-        .headers
-        .get_str(producer::MESSAGE_ID_HEADER)
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let msg = Outgoing {
-        key: raw.key.clone(),
-        payload: raw.payload.clone().unwrap_or_default(),
-        headers: raw.headers.clone(),
-        message_id,
-    };
-    producer::send(orm.producer(), topic, msg, timeout).await
-}
-
-/// Sends `raw` to `dlq_topic` (namespace applied by the caller) and waits for the ack.
-pub(crate) async fn send(
-    orm: &KafkaOrm,
-    dlq_topic: &str,
-    raw: &RawRecord,
-    failure: Failure<'_>,
-    timeout: Duration,
-) -> Result<DeliveryReport> {
+/// `raw` as it goes to the dead-letter topic: as it was (key, payload, headers), plus
+/// where it came from and why it failed.
+pub(crate) fn dead_letter(raw: &RawRecord, failure: Failure<'_>) -> RawRecord {
     let mut headers = raw.headers.clone();
     headers.insert(DLQ_SOURCE_TOPIC, raw.topic.as_str());
     headers.insert(DLQ_SOURCE_PARTITION, raw.partition.to_string());
@@ -81,9 +51,8 @@ pub(crate) async fn send(
     headers.insert(DLQ_ERROR, failure.error);
     headers.insert(DLQ_FIRST_FAILURE, failure.first_ms.to_string());
     headers.insert(DLQ_LAST_FAILURE, failure.last_ms.to_string());
-    let record = RawRecord {
+    RawRecord {
         headers,
         ..raw.clone()
-    };
-    forward(orm, dlq_topic, &record, timeout).await
+    }
 }

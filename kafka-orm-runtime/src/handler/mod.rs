@@ -45,9 +45,25 @@
 //!   dead-lettered for what the handler did, never because the database was down.
 
 mod dlq;
+mod forward;
+mod lane;
+mod partitions;
+mod poll;
+mod retry;
 mod runner;
+mod watermark;
 
-pub(crate) use runner::{RETRY_TIERS, retry_topic};
+pub(crate) use retry::{RETRY_TIERS, retry_topic};
+
+/// Handler defaults that are not per-topic attributes.
+pub mod defaults {
+    use std::time::Duration;
+    /// The consumer's `session.timeout.ms`: a killed handler's partitions move after this
+    /// (at once when it restarts under the same [`instance_id`](super::HandlerBuilder::instance_id)).
+    pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The consumer's `heartbeat.interval.ms`.
+    pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+}
 
 use std::future::Future;
 use std::pin::Pin;
@@ -194,6 +210,7 @@ pub(crate) struct Config {
     pub backoff: Duration,
     pub max_backoff: Duration,
     pub retry_topic_delays: Vec<Duration>,
+    pub instance_id: Option<String>,
 }
 
 impl<T: Consumable> TopicHandle<T> {
@@ -262,6 +279,7 @@ impl<T: Consumable> TopicHandle<T> {
                     let cap = Duration::from_millis(retry.map_or(10_000, |r| r.max_backoff_ms));
                     vec![cap, cap * 4, cap * 16]
                 },
+                instance_id: None,
             },
         }
     }
@@ -340,6 +358,21 @@ impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
     /// `inbox(retention = ..)`).
     pub fn purge_interval(mut self, interval: Duration) -> Self {
         self.config.purge_interval = interval;
+        self
+    }
+
+    /// A stable name for this handler process (e.g. the pod name), unique within the
+    /// group: the consumer becomes a static member (`group.instance.id`), so a restart
+    /// under the same name gets its partitions back without waiting for the session
+    /// timeout or rebalancing the others, and the dead-letter producer's transactional id
+    /// is stable, so the restart also fences its predecessor's unfinished forward at once.
+    ///
+    /// A static member that stops is not removed from the group until its session times
+    /// out ([`defaults::SESSION_TIMEOUT`]): its partitions wait that long unless it comes
+    /// back. Without a name (the default) a stopping handler hands its partitions over at
+    /// once and a killed one after the session timeout.
+    pub fn instance_id(mut self, name: impl Into<String>) -> Self {
+        self.config.instance_id = Some(name.into());
         self
     }
 

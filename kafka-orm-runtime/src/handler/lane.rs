@@ -1,0 +1,550 @@
+//! A lane applies its messages one after another (or in batches): the unit of ordering.
+//! One lane per partition, or per partition and key hash with key concurrency; a
+//! semaphore bounds how many work at once.
+//!
+//! Each message runs in one database transaction with its inbox row; failures retry in
+//! place with backoff, then go to a retry tier or the dead-letter topic (exactly once, see
+//! [`super::forward`]), are skipped, or stop the handler.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::Instrument;
+
+use super::dlq::{self, Failure, RawRecord};
+use super::forward::Forwarder;
+use super::partitions::{Shared, Tp};
+use super::poll::ClientGuard;
+use super::retry::{self, RETRY_DUE, RETRY_FIRST_FAILURE, RETRY_TIERS};
+use super::{Counters, Handler, HandlerError, OnExhausted};
+use crate::backoff::Backoff;
+use crate::consumer::Delivery;
+use crate::error::Error;
+use crate::inbox;
+use crate::outbox::now_ms;
+use crate::producer::TRACEPARENT_HEADER;
+use crate::topic::{Consumable, Topic};
+
+/// Where a message sits: its partition, offset and the partition's assignment generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub tp: Tp,
+    pub offset: i64,
+    pub epoch: u64,
+}
+
+/// What a lane works on.
+pub(crate) enum Work<T> {
+    Message {
+        delivery: Delivery<T>,
+        raw: Option<RawRecord>,
+        place: Place,
+    },
+    Undecodable {
+        raw: RawRecord,
+        error: String,
+        place: Place,
+    },
+}
+
+impl<T> Work<T> {
+    pub fn place(&self) -> Place {
+        match self {
+            Work::Message { place, .. } | Work::Undecodable { place, .. } => *place,
+        }
+    }
+}
+
+/// How one message ended.
+pub(crate) enum Done {
+    /// Finished (applied, duplicate, dead-lettered or skipped): its offset may be stored.
+    Finished,
+    /// Not finished (partition revoked or shutting down): leave it for the next owner.
+    Abandoned,
+}
+
+/// Why a message is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// Its payload cannot be decoded: no attempt was possible.
+    Undecodable,
+    /// Every attempt failed.
+    Exhausted,
+}
+
+/// A message on its way out after failing.
+struct Failed<'a> {
+    raw: &'a RawRecord,
+    attempts: u32,
+    error: String,
+    first_ms: i64,
+    place: Place,
+}
+
+/// Everything a lane needs.
+pub(crate) struct Lane<T, H> {
+    pub db: DatabaseConnection,
+    pub group: String,
+    pub handler: Arc<H>,
+    pub shared: Arc<Shared>,
+    pub client: Arc<ClientGuard>,
+    pub permits: Arc<Semaphore>,
+    pub fatal: mpsc::UnboundedSender<Error>,
+    pub stopping: watch::Receiver<bool>,
+    /// The dead-letter topic (namespace applied), when the topic has one.
+    pub dlq_topic: Option<String>,
+    /// Sends retry-tier and dead-letter records exactly once.
+    pub forwarder: Option<Arc<Forwarder>>,
+    pub backoff: Backoff,
+    pub _type: std::marker::PhantomData<fn() -> T>,
+}
+
+/// A lane's task: receive work, apply it, record where it ended.
+pub(crate) async fn run<T: Consumable, H: Handler<T>>(
+    lane: Arc<Lane<T, H>>,
+    mut rx: mpsc::UnboundedReceiver<Work<T>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut works = vec![first];
+        if let Some((max, wait)) = lane.shared.config.batch {
+            let deadline = tokio::time::Instant::now() + wait;
+            while works.len() < max {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(w)) => works.push(w),
+                    _ => break,
+                }
+            }
+        }
+        let works: Vec<Work<T>> = works
+            .into_iter()
+            .filter(|w| lane.begin(w.place()))
+            .collect();
+        if works.is_empty() {
+            continue;
+        }
+        if works.len() == 1 || lane.shared.config.batch.is_none() {
+            for w in works {
+                let place = w.place();
+                let done = lane.one(w).await;
+                lane.finish(place, done);
+            }
+        } else {
+            lane.batch(works).await;
+        }
+    }
+}
+
+impl<T: Consumable, H: Handler<T>> Lane<T, H> {
+    /// Marks `place` in flight if its partition is still ours in the same generation.
+    fn begin(&self, place: Place) -> bool {
+        let mut parts = self.shared.lock();
+        match parts.get_mut(&place.tp) {
+            Some(st) if st.epoch == place.epoch && !st.revoking => {
+                st.in_flight += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records the end of one message: moves the watermark, stores it, resumes.
+    fn finish(&self, place: Place, done: Done) {
+        let shared = &self.shared;
+        let aborted = shared.aborted.load(Ordering::SeqCst);
+        let mut parts = shared.lock();
+        if let Some(st) = parts.get_mut(&place.tp)
+            && st.epoch == place.epoch
+        {
+            st.in_flight = st.in_flight.saturating_sub(1);
+            if let (Done::Finished, false) = (done, aborted)
+                && let Some(point) = st.marks.finish(place.offset)
+                && self
+                    .client
+                    .get()
+                    .store_offsets(&shared.tpl(place.tp, Some(point)))
+                    .is_ok()
+            {
+                st.marks.stored(point);
+            }
+            if st.paused
+                && st.marks.pending() <= shared.config.max_pending / 2
+                && self
+                    .client
+                    .get()
+                    .resume(&shared.tpl(place.tp, None))
+                    .is_ok()
+            {
+                st.paused = false;
+                Counters::bump(&shared.counters.resumes);
+            }
+        }
+        drop(parts);
+        shared.changed.notify_all();
+    }
+
+    /// Whether work at `place` should stop (revoked, aborted, or shutting down).
+    fn abandoned(&self, place: Place) -> bool {
+        *self.stopping.borrow()
+            || self.shared.aborted.load(Ordering::SeqCst)
+            || self.shared.epoch_of(place.tp) != Some(place.epoch)
+    }
+
+    /// One message, with retries; the transaction holds the inbox row and the handler's writes.
+    ///
+    /// On the topic itself the message gets the configured in-place attempts; a message
+    /// read from a retry tier first waits until it is due, then gets one attempt.
+    async fn one(&self, work: Work<T>) -> Done {
+        let (mut delivery, raw, place) = match work {
+            Work::Message {
+                delivery,
+                raw,
+                place,
+            } => (delivery, raw, place),
+            Work::Undecodable { raw, error, place } => {
+                let failed = Failed {
+                    raw: &raw,
+                    attempts: 0,
+                    error,
+                    first_ms: now_ms(),
+                    place,
+                };
+                return self.give_up(failed, Reason::Undecodable).await;
+            }
+        };
+        let tier = place.tp.0;
+        if tier > 0 && !self.wait_until_due(&delivery, place).await {
+            return Done::Abandoned;
+        }
+        let last_in_place = if tier == 0 {
+            self.shared.config.attempts
+        } else {
+            delivery.attempt
+        };
+        let mut first_failure = retry::header_i64(&delivery.headers, RETRY_FIRST_FAILURE);
+        let mut infra_streak = 0;
+        loop {
+            if self.abandoned(place) {
+                return Done::Abandoned;
+            }
+            let permit = self.permits.acquire().await;
+            let result = self.attempt(&delivery).await;
+            drop(permit);
+            let error = match result {
+                Ok(()) => return Done::Finished,
+                Err(Attempt::Infra(e)) => {
+                    Counters::bump(&self.shared.counters.database_errors);
+                    infra_streak += 1;
+                    tracing::warn!(error = %e, "database unavailable for the handler; retrying");
+                    tokio::time::sleep(self.backoff.delay_now(infra_streak)).await;
+                    continue;
+                }
+                Err(Attempt::Handler(e)) => e,
+            };
+            infra_streak = 0;
+            let first_ms = *first_failure.get_or_insert(now_ms());
+            if delivery.attempt >= last_in_place {
+                let raw = raw.unwrap_or_else(|| raw_of(&delivery));
+                let failed = Failed {
+                    raw: &raw,
+                    attempts: delivery.attempt,
+                    error: error.to_string(),
+                    first_ms,
+                    place,
+                };
+                if T::SPEC.retry_topics && usize::from(tier) < RETRY_TIERS {
+                    return self.to_retry_tier(failed, tier + 1).await;
+                }
+                return self.give_up(failed, Reason::Exhausted).await;
+            }
+            Counters::bump(&self.shared.counters.retries);
+            tracing::info!(
+                topic = %delivery.topic, partition = delivery.partition, offset = delivery.offset,
+                attempt = delivery.attempt, error = %error, "handler failed; retrying"
+            );
+            tokio::time::sleep(self.backoff.delay_now(delivery.attempt)).await;
+            delivery.attempt += 1;
+        }
+    }
+
+    /// Waits until a retry-tier message is due; false when abandoned meanwhile.
+    async fn wait_until_due(&self, delivery: &Delivery<T>, place: Place) -> bool {
+        let Some(due) = retry::header_i64(&delivery.headers, RETRY_DUE) else {
+            return true;
+        };
+        while now_ms() < due {
+            if self.abandoned(place) {
+                return false;
+            }
+            let left = (due - now_ms()).clamp(1, 500) as u64;
+            tokio::time::sleep(Duration::from_millis(left)).await;
+        }
+        true
+    }
+
+    /// Forwards a failed message to retry tier `tier`, due after that tier's delay.
+    async fn to_retry_tier(&self, failed: Failed<'_>, tier: u8) -> Done {
+        let delay = self.shared.config.retry_topic_delays[usize::from(tier) - 1];
+        let topic = retry::retry_topic(&self.shared.topic, tier);
+        let due = now_ms() + delay.as_millis() as i64;
+        let record = retry::to_tier(
+            failed.raw,
+            failed.attempts + 1,
+            due,
+            failed.first_ms,
+            failed.error,
+        );
+        let done = self.forward_once(&topic, &record, failed.place).await;
+        if let Done::Finished = done {
+            Counters::bump(&self.shared.counters.retries);
+            tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, retry_topic = %topic, ?delay, "handler failed; retrying later through a retry topic");
+        }
+        done
+    }
+
+    /// After the last attempt (or for an undecodable payload): dead-letter, skip or stop.
+    async fn give_up(&self, failed: Failed<'_>, reason: Reason) -> Done {
+        if let Some(dlq_topic) = &self.dlq_topic {
+            let raw = failed.raw;
+            let error = failed.error.clone();
+            let record = dlq::dead_letter(
+                raw,
+                Failure {
+                    group: &self.group,
+                    attempts: failed.attempts,
+                    error: failed.error,
+                    first_ms: failed.first_ms,
+                    last_ms: now_ms(),
+                },
+            );
+            let done = self.forward_once(dlq_topic, &record, failed.place).await;
+            if let Done::Finished = done {
+                Counters::bump(&self.shared.counters.dead_lettered);
+                tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, dlq = %dlq_topic, ?reason, error = %error, "dead-lettered");
+            }
+            return done;
+        }
+        if reason == Reason::Exhausted && self.shared.config.on_exhausted == OnExhausted::Skip {
+            Counters::bump(&self.shared.counters.skipped_failures);
+            tracing::error!(topic = %failed.raw.topic, partition = failed.raw.partition, offset = failed.raw.offset, attempts = failed.attempts, error = %failed.error, "handler gave up; message skipped");
+            return Done::Finished;
+        }
+        let _ = self.fatal.send(Error::HandlerFailed {
+            topic: failed.raw.topic.clone(),
+            partition: failed.raw.partition,
+            offset: failed.raw.offset,
+            type_name: super::type_name::<T>(),
+            attempts: failed.attempts,
+            source: failed.error.into(),
+        });
+        Done::Abandoned
+    }
+
+    /// Sends `record` to `topic` in one Kafka transaction with the source offset, once
+    /// the message is its partition's watermark head (see [`super::forward`]); retries
+    /// until that works or the partition is gone.
+    async fn forward_once(&self, topic: &str, record: &RawRecord, place: Place) -> Done {
+        let Some(forwarder) = &self.forwarder else {
+            unreachable!("a forwarder exists whenever the topic has a dlq or retry topics")
+        };
+        let mut streak = 0;
+        loop {
+            match self.shared.is_head(place.tp, place.epoch, place.offset) {
+                None => return Done::Abandoned,
+                Some(false) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                Some(true) if self.shared.aborted.load(Ordering::SeqCst) => {
+                    return Done::Abandoned;
+                }
+                Some(true) => {}
+            }
+            let result = match self.commit_stored().await {
+                Ok(group) => {
+                    let offsets = self.shared.tpl(place.tp, Some(place.offset + 1));
+                    forwarder.send(topic, record, offsets, group).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Done::Finished,
+                Err(e) => {
+                    streak += 1;
+                    tracing::warn!(error = %e, topic, "cannot forward the failed message; retrying");
+                    if self.abandoned(place) {
+                        return Done::Abandoned;
+                    }
+                    tokio::time::sleep(self.backoff.delay_now(streak)).await;
+                }
+            }
+        }
+    }
+
+    /// Commits the stored offsets synchronously (so no later auto-commit of an older
+    /// offset undoes a transactional commit), and returns the group metadata.
+    async fn commit_stored(
+        &self,
+    ) -> crate::error::Result<rdkafka::consumer::ConsumerGroupMetadata> {
+        let client = Arc::clone(&self.client);
+        tokio::task::spawn_blocking(move || {
+            let c = client.get();
+            match c.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(e)
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+                Err(e) => return Err(Error::kafka("committing offsets before forwarding", e)),
+            }
+            c.group_metadata()
+                .ok_or_else(|| Error::Config("the handler's consumer has no group metadata".into()))
+        })
+        .await
+        .map_err(|_| Error::Shutdown)?
+    }
+
+    /// One transaction: inbox row, handler, commit.
+    async fn attempt(&self, delivery: &Delivery<T>) -> std::result::Result<(), Attempt> {
+        let span = tracing::info_span!(
+            "kafka_orm.handle",
+            topic = %delivery.topic,
+            partition = delivery.partition,
+            offset = delivery.offset,
+            attempt = delivery.attempt,
+            traceparent = delivery.headers.get_str(TRACEPARENT_HEADER).unwrap_or(""),
+        );
+        async {
+            let started = Instant::now();
+            let txn =
+                self.db.begin().await.map_err(|e| {
+                    Attempt::Infra(Error::db("beginning the handler transaction", e))
+                })?;
+            if !inbox::record(&txn, &self.group, delivery)
+                .await
+                .map_err(Attempt::Infra)?
+            {
+                Counters::bump(&self.shared.counters.duplicates);
+                let _ = txn.rollback().await;
+                return Ok(());
+            }
+            self.call(&txn, delivery).await.map_err(Attempt::Handler)?;
+            txn.commit()
+                .await
+                .map_err(|e| Attempt::Infra(Error::db("committing the handler transaction", e)))?;
+            Counters::bump(&self.shared.counters.handled);
+            Counters::bump(&self.shared.counters.transactions);
+            self.shared.counters.latency.record(started.elapsed());
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Calls the handler, turning a panic into an error.
+    async fn call(
+        &self,
+        txn: &DatabaseTransaction,
+        delivery: &Delivery<T>,
+    ) -> std::result::Result<(), HandlerError> {
+        match AssertUnwindSafe(self.handler.handle(txn, delivery))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string panic".into());
+                Err(format!("the handler panicked: {what}").into())
+            }
+        }
+    }
+
+    /// Batch mode: one transaction for all of `works`; on any failure, one by one.
+    async fn batch(&self, works: Vec<Work<T>>) {
+        let places: Vec<_> = works.iter().map(Work::place).collect();
+        if self.try_batch(&works).await {
+            for place in places {
+                self.finish(place, Done::Finished);
+            }
+            return;
+        }
+        for w in works {
+            let place = w.place();
+            let done = self.one(w).await;
+            self.finish(place, done);
+        }
+    }
+
+    /// Returns whether the whole batch committed (all decodable, handled or duplicates).
+    async fn try_batch(&self, works: &[Work<T>]) -> bool {
+        let deliveries: Vec<&Delivery<T>> = works
+            .iter()
+            .filter_map(|w| match w {
+                Work::Message { delivery, .. } => Some(delivery),
+                Work::Undecodable { .. } => None,
+            })
+            .collect();
+        if deliveries.len() != works.len() {
+            return false;
+        }
+        let _permit = self.permits.acquire().await;
+        let started = Instant::now();
+        let Ok(txn) = self.db.begin().await else {
+            return false;
+        };
+        // One statement records the whole batch in the inbox; only new messages are handled.
+        let Ok(fresh) = inbox::record_batch(&txn, &self.group, &deliveries).await else {
+            let _ = txn.rollback().await;
+            return false;
+        };
+        let new: Vec<&Delivery<T>> = deliveries
+            .iter()
+            .zip(&fresh)
+            .filter_map(|(d, f)| f.then_some(*d))
+            .collect();
+        let duplicates = (deliveries.len() - new.len()) as u64;
+        if !new.is_empty() {
+            let call = AssertUnwindSafe(self.handler.handle_batch(&txn, &new)).catch_unwind();
+            if !matches!(call.await, Ok(Ok(()))) {
+                let _ = txn.rollback().await;
+                return false;
+            }
+        }
+        if txn.commit().await.is_err() {
+            return false;
+        }
+        let c = &self.shared.counters;
+        c.handled.fetch_add(new.len() as u64, Ordering::Relaxed);
+        c.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        Counters::bump(&c.transactions);
+        c.latency.record(started.elapsed());
+        true
+    }
+}
+
+enum Attempt {
+    Infra(Error),
+    Handler(HandlerError),
+}
+
+/// A raw record rebuilt from a decoded delivery (when raw bytes were not kept).
+fn raw_of<T: Topic>(d: &Delivery<T>) -> RawRecord {
+    let mut payload = Vec::new();
+    let _ = <T::Codec as crate::codec::Codec<T>>::encode(&d.value, &mut payload);
+    RawRecord {
+        topic: d.topic.clone(),
+        partition: d.partition,
+        offset: d.offset,
+        key: d.key.clone(),
+        payload: Some(payload),
+        headers: d.headers.clone(),
+    }
+}
