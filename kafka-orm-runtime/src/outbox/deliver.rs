@@ -20,13 +20,49 @@ use super::lease::LeaseView;
 use super::relay::{RELAY_EPOCH_HEADER, Table};
 use crate::producer::{self, MESSAGE_ID_HEADER, TYPE_HEADER};
 
+/// A row that failed delivery.
+pub(crate) struct Failed {
+    pub row: Row,
+    pub error: String,
+    /// The broker was unreachable or slow (timeouts, leader changes, the batch deadline):
+    /// nothing is wrong with the row, so it retries soon, whatever its attempts.
+    pub transient: bool,
+}
+
+impl Failed {
+    fn new(row: Row, error: &KafkaError) -> Self {
+        Failed {
+            row,
+            error: error.to_string(),
+            transient: !is_permanent(error),
+        }
+    }
+}
+
+/// Errors that the same row would hit again: too large, malformed, not allowed.
+fn is_permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | InvalidMessage
+                | InvalidRecord
+                | TopicAuthorizationFailed
+                | InvalidArgument
+                | UnknownTopic
+        )
+    )
+}
+
 /// How one batch ended.
 #[derive(Default)]
 pub(crate) struct Outcome {
     /// Ids acknowledged by the broker.
     pub delivered: Vec<i64>,
-    /// Rows that failed, with the error: each backs off.
-    pub failed: Vec<(Row, String)>,
+    /// Rows that failed, with the error: each backs off (briefly for a transient error).
+    pub failed: Vec<Failed>,
     /// Rows not handed to the producer (lease running out, bucket given back, key
     /// blocked): claimed again later, no attempt spent.
     pub unsent: usize,
@@ -53,8 +89,11 @@ impl Table {
             }
             let Some(mut headers) = decode_headers(&row.headers) else {
                 block(&mut blocked, &row);
-                out.failed
-                    .push((row, "the row's headers column is malformed".into()));
+                out.failed.push(Failed {
+                    row,
+                    error: "the row's headers column is malformed".into(),
+                    transient: false,
+                });
                 continue;
             };
             headers.insert(MESSAGE_ID_HEADER, row.message_id.as_str());
@@ -73,7 +112,7 @@ impl Table {
                 Ok(future) => in_flight.push((row, future)),
                 Err(e) => {
                     block(&mut blocked, &row);
-                    out.failed.push((row, e.to_string()));
+                    out.failed.push(Failed::new(row, &e));
                 }
             }
         }
@@ -93,15 +132,20 @@ impl Table {
                 Ok(Ok(_)) => out.delivered.push(row.id),
                 Ok(Err((e, _))) if is_purge(&e) => {
                     let waited = deadline.saturating_duration_since(start);
-                    out.failed.push((
+                    out.failed.push(Failed {
                         row,
-                        format!(
+                        error: format!(
                             "not acknowledged within the batch deadline ({waited:?}); purged: {e}"
                         ),
-                    ));
+                        transient: true,
+                    });
                 }
-                Ok(Err((e, _))) => out.failed.push((row, e.to_string())),
-                Err(_) => out.failed.push((row, "the producer was dropped".into())),
+                Ok(Err((e, _))) => out.failed.push(Failed::new(row, &e)),
+                Err(_) => out.failed.push(Failed {
+                    row,
+                    error: "the producer was dropped".into(),
+                    transient: true,
+                }),
             }
         }
         out

@@ -58,6 +58,9 @@ pub mod defaults {
     pub const BACKOFF: Duration = Duration::from_millis(200);
     /// Longest backoff of a failed row.
     pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+    /// Longest backoff of a row that failed for a transient reason (broker unreachable,
+    /// timeouts, leader changes): delivery resumes soon after the broker is back.
+    pub const MAX_TRANSIENT_BACKOFF: Duration = Duration::from_secs(1);
     /// Lease time-to-live: a dead instance's buckets move after this.
     pub const LEASE_TTL: Duration = Duration::from_secs(6);
     /// Lease renewal interval.
@@ -72,6 +75,7 @@ pub struct OutboxRelayBuilder {
     batch_size: usize,
     poll_interval: Duration,
     backoff: Backoff,
+    transient_backoff: Backoff,
     single_node: Option<bool>,
     timing: LeaseTiming,
     listen: bool,
@@ -86,6 +90,7 @@ impl KafkaOrm {
             batch_size: defaults::BATCH_SIZE,
             poll_interval: defaults::POLL_INTERVAL,
             backoff: Backoff::new(defaults::BACKOFF, defaults::MAX_BACKOFF),
+            transient_backoff: Backoff::new(defaults::BACKOFF, defaults::MAX_TRANSIENT_BACKOFF),
             single_node: None,
             timing: LeaseTiming::new(defaults::LEASE_TTL, defaults::LEASE_RENEW),
             listen: true,
@@ -109,9 +114,13 @@ impl OutboxRelayBuilder {
     }
 
     /// Backoff of a failed row: `base * 2^(attempts-1)`, capped at `max` (defaults 200 ms
-    /// and 10 s), with ±20 % jitter. Only that row's key waits; other keys go on.
+    /// and 10 s), with ±20 % jitter. Only that row's key waits; other keys go on. A row
+    /// that failed for a transient reason (the broker unreachable or slow, a leader
+    /// change) waits at most `min(max, 1 s)`, so delivery resumes soon after an outage.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff = Backoff::new(base, max);
+        let cap = max.min(defaults::MAX_TRANSIENT_BACKOFF);
+        self.transient_backoff = Backoff::new(base.min(cap), cap);
         self
     }
 
@@ -580,9 +589,19 @@ impl Worker {
                 self.table.table
             ));
         }
-        for (row, error) in outcome.failed {
+        for super::deliver::Failed {
+            row,
+            error,
+            transient,
+        } in outcome.failed
+        {
             let attempts = row.attempts.saturating_add(1);
-            let wait = self.config.backoff.delay_now(attempts.max(1) as u32);
+            let policy = if transient {
+                &self.config.transient_backoff
+            } else {
+                &self.config.backoff
+            };
+            let wait = policy.delay_now(attempts.max(1) as u32);
             self.shared.failed.fetch_add(1, Relaxed);
             self.shared.error(format!(
                 "row {} (key {:?}) of `{}` failed attempt {attempts}: {error}; retrying in {wait:?}",
