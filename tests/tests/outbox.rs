@@ -544,7 +544,10 @@ async fn listen_notify_wakes_the_relay_without_polling() {
                 relay.stats()
             )
         });
-        eprintln!("round {round}: delivered {:?} after the commit", committed.elapsed());
+        eprintln!(
+            "round {round}: delivered {:?} after the commit",
+            committed.elapsed()
+        );
         // Idle again before the next commit.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -631,7 +634,11 @@ async fn single_node_on_postgres_delivers_everything_in_key_order_without_leases
     let got = consume_n(&orm, total as usize, 60).await;
     assert_per_key_order(&got);
     let seqs: HashSet<i64> = got.iter().map(|d| d.seq).collect();
-    assert_eq!(seqs, (0..total).collect::<HashSet<_>>(), "every event, once");
+    assert_eq!(
+        seqs,
+        (0..total).collect::<HashSet<_>>(),
+        "every event, once"
+    );
     drain(&orm, 30).await;
     let stats = relay.stats();
     assert_eq!(stats.delivered, total as u64, "{stats:?}");
