@@ -209,9 +209,11 @@ fn schedule(cfg: &Config, rng: &mut Rng) -> Vec<Step> {
                 // Past the relays' message timeout and past the lease TTL, so a relay
                 // stuck on the frozen broker must let its buckets go.
                 freeze_ms: match kind {
-                    Kind::BrokerFreeze => {
+                    Kind::BrokerFreeze if cfg.quick => {
                         cfg.lease_ttl_ms.max(cfg.message_timeout_ms) + rng.range(2_000, 6_000)
                     }
+                    // Full runs: long enough to see whether the stall follows the freeze.
+                    Kind::BrokerFreeze => rng.range(15_000, 30_000),
                     Kind::RelayFreeze => cfg.lease_ttl_ms + rng.range(3_000, 6_000),
                     _ => 0,
                 },
@@ -248,6 +250,9 @@ enum Mode {
 struct Measure {
     name: String,
     t_ref: i64,
+    /// Measure from when this process (restarted at `t_ref`) had its relay or handler
+    /// running, instead of from `t_ref`.
+    from_process_up: Option<String>,
     scope: Scope,
     mode: Mode,
     window_ms: i64,
@@ -259,6 +264,7 @@ impl Measure {
         Measure {
             name: format!("{process} running again after its restart"),
             t_ref: restart,
+            from_process_up: None,
             scope: Scope::Process(process.to_string()),
             mode: Mode::ProcessUp,
             window_ms: 120_000,
@@ -579,6 +585,7 @@ impl Run {
                     rec.measures.push(Measure {
                         name: "delivery of its buckets resumed after the kill".into(),
                         t_ref: t,
+                        from_process_up: None,
                         scope: Scope::Buckets(scope),
                         mode: Mode::Delivery,
                         window_ms: 120_000,
@@ -591,6 +598,17 @@ impl Run {
                         }),
                     });
                     rec.measures.push(Measure::process_up(victim, restart));
+                    if !step.late {
+                        rec.measures.push(Measure {
+                            name: "delivery of its buckets resumed after it ran again".into(),
+                            t_ref: restart,
+                            from_process_up: Some(victim.to_string()),
+                            scope: Scope::Buckets(self.business_buckets(&buckets).await),
+                            mode: Mode::Delivery,
+                            window_ms: 120_000,
+                            target_ms: None,
+                        });
+                    }
                 } else {
                     let t = now_ms();
                     self.procs.signal(victim, "STOP").await?;
@@ -607,6 +625,7 @@ impl Run {
                         name: "its buckets delivered by another relay after the freeze began"
                             .into(),
                         t_ref: t,
+                        from_process_up: None,
                         scope: Scope::Buckets(scope),
                         mode: Mode::Delivery,
                         window_ms: step.freeze_ms as i64 + 60_000,
@@ -645,6 +664,7 @@ impl Run {
                 rec.measures.push(Measure {
                     name: "longest pause of a partition (rebalance)".into(),
                     t_ref: t,
+                    from_process_up: None,
                     scope: Scope::All,
                     mode: Mode::Stall,
                     window_ms: 30_000,
@@ -668,6 +688,7 @@ impl Run {
                 rec.measures.push(Measure {
                     name: "longest pause of a partition (rebalance)".into(),
                     t_ref: t,
+                    from_process_up: None,
                     scope: Scope::All,
                     mode: Mode::Stall,
                     window_ms: 30_000,
@@ -697,6 +718,7 @@ impl Run {
                     rec.measures.push(Measure {
                         name: "failover: its partitions delivered after the kill".into(),
                         t_ref: t,
+                        from_process_up: None,
                         scope: Scope::Partitions(led),
                         mode: Mode::Delivery,
                         window_ms: 120_000,
@@ -705,6 +727,7 @@ impl Run {
                     rec.measures.push(Measure {
                         name: "every partition delivered after the broker answers".into(),
                         t_ref: answered,
+                        from_process_up: None,
                         scope: Scope::All,
                         mode: Mode::Delivery,
                         window_ms: 120_000,
@@ -726,6 +749,7 @@ impl Run {
                     rec.measures.push(Measure {
                         name: "failover: its partitions delivered after the freeze began".into(),
                         t_ref: t,
+                        from_process_up: None,
                         scope: Scope::Partitions(led),
                         mode: Mode::Delivery,
                         window_ms: 180_000,
@@ -734,6 +758,7 @@ impl Run {
                     rec.measures.push(Measure {
                         name: "every partition delivered after the thaw".into(),
                         t_ref: cont,
+                        from_process_up: None,
                         scope: Scope::All,
                         mode: Mode::Delivery,
                         window_ms: 120_000,
@@ -752,6 +777,7 @@ impl Run {
                 rec.measures.push(Measure {
                     name: "every partition delivered after PostgreSQL is back".into(),
                     t_ref: up,
+                    from_process_up: None,
                     scope: Scope::All,
                     mode: Mode::Delivery,
                     window_ms: 120_000,
@@ -807,6 +833,7 @@ impl Run {
         rec.measures.push(Measure {
             name: "its partitions processed again after the kill".into(),
             t_ref: t,
+            from_process_up: None,
             scope: Scope::Partitions(partitions),
             mode: Mode::Processing,
             window_ms: 180_000,
@@ -1225,6 +1252,15 @@ impl Run {
         cmd
     }
 
+    /// When `process` had its relay or handler running after `since`.
+    async fn process_up(&self, process: &str, since: i64) -> Option<i64> {
+        self.scalar(
+            "SELECT MIN(at) FROM chaos_process_log WHERE process = $1 AND event = 'started' AND at >= $2",
+            vec![process.into(), since.into()],
+        )
+        .await
+    }
+
     /// The pid of Kafka node `node` (signals go to it directly, so the fault's time is
     /// the signal's).
     async fn node_pid(&self, node: i32) -> Result<u32> {
@@ -1254,14 +1290,17 @@ impl Run {
     /// Computes a measure over `[t_ref, min(t_ref + window, cap))`: `cap` is the start of
     /// the next fault, so one fault's figures never include the next one's.
     async fn measure(&self, m: &Measure, cap: i64) -> Result<Value> {
+        let mut m = m.clone();
+        if let Some(p) = &m.from_process_up {
+            match self.process_up(p, m.t_ref).await {
+                Some(up) => m.t_ref = up,
+                None => return Err(format!("{p} never ran again").into()),
+            }
+        }
+        let m = &m;
         let until = (m.t_ref + m.window_ms).min(cap.max(m.t_ref + 1));
         if let (Mode::ProcessUp, Scope::Process(p)) = (m.mode, &m.scope) {
-            let up = self
-                .scalar(
-                    "SELECT MIN(at) FROM chaos_process_log WHERE process = $1 AND event = 'started' AND at >= $2",
-                    vec![p.clone().into(), m.t_ref.into()],
-                )
-                .await;
+            let up = self.process_up(p, m.t_ref).await;
             return Ok(json!({
                 "name": m.name,
                 "mode": "process_up",
@@ -1433,6 +1472,15 @@ impl Run {
         for t in &targets_missed {
             println!("  recovery target missed: {t}");
         }
+        let relay_failures = relay_failures(&self.env.dir.join("logs"));
+        if let Some(map) = relay_failures.as_object()
+            && !map.is_empty()
+        {
+            println!("  relay delivery failures (from the relay logs):");
+            for (error, classes) in map {
+                println!("    {classes}  {error}");
+            }
+        }
         let passed = failures.is_empty();
         if passed {
             println!("chaos: PASSED (no loss, nothing applied twice, order kept, DLQ = poison)");
@@ -1485,6 +1533,7 @@ impl Run {
             "schedule": schedule,
             "figures": figures.to_json(),
             "unexpected_exits": self.unexpected,
+            "relay_delivery_failures": relay_failures,
             "recovery_targets_missed": targets_missed,
             "failures": failures,
             "passed": passed,
@@ -1595,7 +1644,87 @@ async fn fresh_topics(env: &Env) -> Result<()> {
             return Err(format!("creating topic {name}: {code}").into());
         }
     }
+    // Until the metadata shows both with every partition (kafka-orm's build() checks).
+    let bootstrap = env.bootstrap.clone();
+    let names = [topic.clone(), dlq.clone()];
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for name in &names {
+            loop {
+                let ready = c
+                    .fetch_metadata(Some(name), Duration::from_secs(5))
+                    .ok()
+                    .and_then(|m| m.topics().first().map(|t| t.partitions().len() as i32))
+                    == Some(PARTITIONS);
+                if ready {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "topic {name} not visible with {PARTITIONS} partitions within 30 s"
+                    )
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("metadata task: {e}"))??;
     Ok(())
+}
+
+/// The relays' delivery failures by error and by whether the row was poison, from their
+/// logs (`row N (key Some("K")) of `..` failed attempt A: ERROR; retrying in ..`).
+fn relay_failures(logs: &std::path::Path) -> Value {
+    let mut by: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(logs) else {
+        return json!({});
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("relay-") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in text
+            .lines()
+            .filter(|l| l.contains(" WARN ") && l.contains("failed attempt"))
+        {
+            let key = line
+                .split("(key Some(\"")
+                .nth(1)
+                .and_then(|r| r.split("\")").next())
+                .unwrap_or("");
+            let error = line
+                .split("failed attempt ")
+                .nth(1)
+                .and_then(|r| r.split_once(": "))
+                .map(|(_, e)| e.split("; retrying").next().unwrap_or(e))
+                .unwrap_or("?");
+            // Row ids and durations vary; the error's kind is its text without them.
+            let kind: String = error
+                .split(" (")
+                .next()
+                .unwrap_or(error)
+                .chars()
+                .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                .collect();
+            let class = if check::poison_kind(key).is_some() {
+                "poison rows"
+            } else {
+                "business rows"
+            };
+            *by.entry(kind).or_default().entry(class).or_insert(0) += 1;
+        }
+    }
+    json!(by)
 }
 
 /// `(node id, host:port)` of each Kafka node, from `scripts/kafka nodes`.
