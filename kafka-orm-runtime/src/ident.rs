@@ -82,6 +82,28 @@ pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// The name of the index `suffix` of `table`: `<table>_<suffix>` when that fits
+/// PostgreSQL's 63 bytes, else the table name cut short, a hash of the whole name and the
+/// suffix. PostgreSQL truncates longer names silently: a 63-byte table's
+/// `<table>_dedup` and `<table>_processed_at` would both become the table's own name, and
+/// `CREATE INDEX IF NOT EXISTS` would then skip them (the inbox without its unique index).
+pub(crate) fn index_name(table: &str, suffix: &str) -> String {
+    let full = format!("{table}_{suffix}");
+    if full.len() <= MAX_TABLE_LEN {
+        return full;
+    }
+    let hash = crate::outbox::stable_hash(&[table.as_bytes()]) as u32;
+    let room = MAX_TABLE_LEN.saturating_sub(suffix.len() + 10);
+    let mut stem = String::new();
+    for c in table.chars() {
+        if stem.len() + c.len_utf8() > room {
+            break;
+        }
+        stem.push(c);
+    }
+    format!("{stem}_{hash:08x}_{suffix}")
+}
+
 /// The column name of a typed key (`key`) or dedup (`dedup`) field: `<prefix>_<field>`
 /// with ASCII letters lowercased. It is quoted in SQL, so this is the name PostgreSQL
 /// stores; it is also the name an unquoted `key_<field>` folds to, which the generated
@@ -188,6 +210,31 @@ mod tests {
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(typed_column("key", "customerId"), "key_customerid");
         assert_eq!(typed_column("dedup", "Größe"), "dedup_größe");
+    }
+
+    #[test]
+    fn index_names_fit_and_stay_distinct() {
+        assert_eq!(index_name("orders_inbox", "dedup"), "orders_inbox_dedup");
+        let fits = "t".repeat(MAX_TABLE_LEN - "_dedup".len());
+        assert_eq!(index_name(&fits, "dedup"), format!("{fits}_dedup"));
+        for len in 55..=MAX_TABLE_LEN {
+            let table = "t".repeat(len);
+            let names = [
+                index_name(&table, "dedup"),
+                index_name(&table, "processed_at"),
+                index_name(&table, "failing"),
+            ];
+            for name in &names {
+                assert!(name.len() <= MAX_TABLE_LEN, "{name}");
+                assert_ne!(name, &table);
+            }
+            assert_ne!(names[0], names[1]);
+            assert_ne!(names[1], names[2]);
+        }
+        // Two long tables sharing a prefix get different index names.
+        let a = format!("{}a", "t".repeat(62));
+        let b = format!("{}b", "t".repeat(62));
+        assert_ne!(index_name(&a, "dedup"), index_name(&b, "dedup"));
     }
 
     #[test]

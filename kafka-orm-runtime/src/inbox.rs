@@ -60,8 +60,8 @@ pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<Strin
         return Vec::new();
     };
     let table = ident::quoted(backend, inbox.table);
-    let dedup_index = ident::quoted(backend, &format!("{}_dedup", inbox.table));
-    let processed_index = ident::quoted(backend, &format!("{}_processed_at", inbox.table));
+    let dedup_index = ident::quoted(backend, &ident::index_name(inbox.table, "dedup"));
+    let processed_index = ident::quoted(backend, &ident::index_name(inbox.table, "processed_at"));
     let id = match backend {
         DatabaseBackend::Postgres => "BIGSERIAL PRIMARY KEY",
         _ => "INTEGER PRIMARY KEY AUTOINCREMENT",

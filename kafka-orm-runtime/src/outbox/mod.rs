@@ -345,7 +345,7 @@ pub fn create_table_sql(spec: &'static TopicSpec, backend: DatabaseBackend) -> V
             )
         })
         .collect();
-    let index = ident::quoted(backend, &format!("{table}_failing"));
+    let index = ident::quoted(backend, &ident::index_name(table, "failing"));
     let table = ident::quoted(backend, table);
     vec![
         format!(
