@@ -14,15 +14,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::offthread::{ConsumerGuard, consumer_guard};
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
 use crate::topic::Topic;
 
@@ -116,59 +115,13 @@ pub(crate) fn decode<T: Topic, M: Message>(m: &M) -> Result<Delivery<T>> {
     }
 }
 
-/// Owns a librdkafka consumer; on drop it unsubscribes and destroys the handle on a
-/// separate thread, so a destroy that waits on the broker never blocks the async runtime.
-/// Shared by the plain stream ([`StreamConsumer`]) and the handler runner (a
-/// [`BaseConsumer`] polled on a thread of its own).
-pub(crate) struct ConsumerGuard<K: Unsubscribe = StreamConsumer<DefaultConsumerContext>>(Option<K>);
-
-/// A consumer the [`ConsumerGuard`] can close.
-pub(crate) trait Unsubscribe: Send + Sync + 'static {
-    fn unsubscribe_now(&self);
-}
-
-impl<C: ConsumerContext + 'static> Unsubscribe for StreamConsumer<C> {
-    fn unsubscribe_now(&self) {
-        self.unsubscribe();
-    }
-}
-
-impl<C: ConsumerContext + 'static> Unsubscribe for BaseConsumer<C> {
-    fn unsubscribe_now(&self) {
-        self.unsubscribe();
-    }
-}
-
-impl<K: Unsubscribe> ConsumerGuard<K> {
-    pub(crate) fn new(consumer: K) -> Self {
-        ConsumerGuard(Some(consumer))
-    }
-    pub(crate) fn get(&self) -> &K {
-        // Only `Drop` takes the consumer out.
-        self.0.as_ref().expect("consumer used after drop")
-    }
-}
-
-impl<K: Unsubscribe> Drop for ConsumerGuard<K> {
-    fn drop(&mut self) {
-        if let Some(consumer) = self.0.take() {
-            let _ = std::thread::Builder::new()
-                .name("kafka-orm-consumer-close".into())
-                .spawn(move || {
-                    consumer.unsubscribe_now();
-                    drop(consumer);
-                });
-        }
-    }
-}
-
 /// A stream of `T`s from one topic, in one consumer group, with manual commit.
 ///
 /// Created by [`crate::TopicHandle::consume`]. Call [`TopicConsumer::close`] to shut down
 /// in bounded time; dropping it also stops it, in the background.
 pub struct TopicConsumer<T> {
     rx: mpsc::Receiver<Result<Delivery<T>>>,
-    consumer: Arc<ConsumerGuard>,
+    consumer: Arc<ConsumerGuard<StreamConsumer>>,
     topic: String,
     group: String,
     stop: watch::Sender<bool>,
@@ -183,7 +136,7 @@ impl<T: Topic> TopicConsumer<T> {
         group: String,
         buffer: usize,
     ) -> Self {
-        let consumer = Arc::new(ConsumerGuard::new(consumer));
+        let consumer = Arc::new(consumer_guard(consumer));
         let (tx, rx) = mpsc::channel(buffer.max(1));
         let (stop, mut stopped) = watch::channel(false);
         let task_consumer = Arc::clone(&consumer);

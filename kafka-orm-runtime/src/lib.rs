@@ -14,6 +14,7 @@ pub mod handler;
 pub(crate) mod ident;
 pub mod inbox;
 pub mod key;
+mod offthread;
 pub mod outbox;
 pub mod producer;
 pub mod registry;

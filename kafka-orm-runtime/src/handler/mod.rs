@@ -53,6 +53,7 @@ mod retry;
 mod runner;
 mod watermark;
 
+pub(crate) use dlq::{Failure, RawRecord, dead_letter};
 pub(crate) use retry::{RETRY_TIERS, retry_topic};
 
 /// Handler defaults that are not per-topic attributes.

@@ -13,7 +13,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 
 use super::partitions::{RunnerContext, Shared, Tp};
-use crate::consumer::ConsumerGuard;
+use crate::offthread::ConsumerGuard;
 
 /// The handler's consumer.
 pub(crate) type Client = BaseConsumer<RunnerContext>;

@@ -57,7 +57,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         .instance_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let client = Arc::new(ClientGuard::new(consumer_for(
+    let client = Arc::new(crate::offthread::consumer_guard(consumer_for(
         &orm, &group, &config, &shared, &topics,
     )?));
     let forwarder = if T::SPEC.dlq.is_some() || T::SPEC.retry_topics {

@@ -92,7 +92,11 @@ mod tests {
     #[test]
     fn later_offsets_finishing_first_never_pass_an_unfinished_one() {
         let mut w = admitted([5, 6, 7, 8]);
-        assert_eq!(finish_and_store(&mut w, 8), Some(5), "5 is unfinished: no further");
+        assert_eq!(
+            finish_and_store(&mut w, 8),
+            Some(5),
+            "5 is unfinished: no further"
+        );
         assert_eq!(finish_and_store(&mut w, 6), None, "still 5, already stored");
         assert_eq!(w.commit_point(), 5);
         assert_eq!(
