@@ -479,9 +479,9 @@ impl Run {
             for n in &rec.notes {
                 log_line(format!("  {n}"));
             }
-            if !self.settle(t_end, self.cfg.settle_max).await {
+            if !self.settle_step(&rec, t_end).await {
                 let msg = format!(
-                    "not every partition delivered again within {:?} after the fault",
+                    "not recovered within {:?} after the fault (some partition or bucket of its measures did not resume)",
                     self.cfg.settle_max
                 );
                 log_line(format!("  {msg}"));
@@ -1125,6 +1125,40 @@ impl Run {
             "status": status.to_string(),
             "at_s": (at - self.t0) as f64 / 1000.0,
         }));
+    }
+
+    /// Waits until the fault's own measures have resumed on every unit (its buckets or
+    /// partitions) and every partition flows again after `t_end`, at most `settle_max`, so
+    /// that the next fault never cuts a recovery short.
+    async fn settle_step(&mut self, rec: &FaultRecord, t_end: i64) -> bool {
+        let deadline = Instant::now() + self.cfg.settle_max;
+        loop {
+            let mut pending = false;
+            for m in &rec.measures {
+                if !matches!(m.mode, Mode::Delivery | Mode::Processing) {
+                    continue;
+                }
+                match self.measure(m, i64::MAX).await {
+                    Ok(v) => {
+                        if v["not_resumed"].as_array().is_some_and(|a| !a.is_empty()) {
+                            pending = true;
+                        }
+                    }
+                    Err(_) => pending = true,
+                }
+            }
+            if !pending {
+                let left = deadline.saturating_duration_since(Instant::now());
+                return self.settle(t_end, left).await;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            if self.last_progress.elapsed() > Duration::from_secs(10) {
+                self.progress().await;
+            }
+            self.pause(Duration::from_millis(250)).await;
+        }
     }
 
     /// Waits until every partition has an applied row that the relay produced at or after
