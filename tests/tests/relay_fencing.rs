@@ -313,3 +313,182 @@ async fn delivery_resumes_within_seconds_after_a_long_broker_outage() {
     );
     relay.shutdown(Duration::from_secs(10)).await;
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
+#[topic(
+    name = "fencing.one-partition",
+    key = "customer_id",
+    outbox,
+    partitions = 1
+)]
+struct InOnePartition {
+    customer_id: String,
+    seq: i64,
+    padding: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_batch_mates() {
+    use kafka_orm::deps::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use kafka_orm::deps::rdkafka::client::DefaultClientContext;
+    let Some(bootstrap) = kafka_orm_tests::kafka_bootstrap() else {
+        return;
+    };
+    let Some(db) = fresh_postgres("fencing-oversize").await else {
+        return;
+    };
+    // One partition whose broker-side limit is far below the client's: the broker rejects
+    // the whole batch holding the oversized row.
+    let namespace = unique_namespace("fencing-oversize");
+    let name = format!("{namespace}{}", InOnePartition::SPEC.name);
+    let admin: AdminClient<DefaultClientContext> = kafka_orm::deps::rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let topic =
+        NewTopic::new(&name, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "20000");
+    admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    let orm = KafkaOrm::builder()
+        .bootstrap_servers(bootstrap)
+        .namespace(namespace)
+        .database(db.clone())
+        .build()
+        .await
+        .unwrap();
+    let event = |key: &str, seq: i64, bytes: usize| InOnePartition {
+        customer_id: key.into(),
+        seq,
+        padding: "x".repeat(bytes),
+    };
+    let mut rows: Vec<InOnePartition> = (0..300)
+        .map(|i| event(&format!("c{}", i % 10), i, 10))
+        .collect();
+    rows.insert(150, event("poison", -1, 50_000));
+    let txn = db.begin().await.unwrap();
+    orm.topic::<InOnePartition>()
+        .publish_all(&txn, &rows)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let relay = orm
+        .outbox_relay()
+        .batch_size(500)
+        .backoff(Duration::from_secs(30), Duration::from_secs(60))
+        .spawn()
+        .unwrap();
+    let mut consumer = orm
+        .topic::<InOnePartition>()
+        .with_group(unique_namespace("oversize-reader"))
+        .consume()
+        .await
+        .unwrap();
+    let mut first: Vec<(String, i64)> = Vec::new();
+    let mut seen = HashSet::new();
+    within(60, "all 300 small rows", async {
+        while seen.len() < 300 {
+            let d = consumer.next().await.unwrap().unwrap();
+            if seen.insert(d.seq) {
+                first.push((d.customer_id.clone(), d.seq));
+            }
+        }
+    })
+    .await;
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for (key, seq) in &first {
+        if let Some(prev) = last.insert(key.clone(), *seq) {
+            assert!(
+                *seq > prev,
+                "key {key}: #{seq} first delivered after #{prev}"
+            );
+        }
+    }
+    within(30, "only the oversized row to be left", async {
+        while orm.outbox_status().await.unwrap()[0].backlog > 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let status = orm.outbox_status().await.unwrap();
+    assert_eq!(status[0].failing[0].key.as_deref(), Some("poison"));
+    consumer.close(Duration::from_secs(10)).await.unwrap();
+    relay.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_broker_batch_never_lets_later_batches_of_its_partition_through() {
+    use kafka_orm::deps::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let Some(db) = fresh_postgres("fencing-gapless").await else {
+        return;
+    };
+    let mock = MockCluster::new(1).unwrap();
+    let namespace = unique_namespace("fencing-gapless");
+    mock.create_topic(&format!("{namespace}{}", InOnePartition::SPEC.name), 1, 1)
+        .unwrap();
+    // Small broker batches, several in flight at once.
+    mock.broker_round_trip_time(1, Duration::from_millis(30))
+        .unwrap();
+    let orm = KafkaOrm::builder()
+        .bootstrap_servers(mock.bootstrap_servers())
+        .namespace(namespace)
+        .create_topics(false)
+        .producer_set("batch.size", "2000")
+        .database(db.clone())
+        .build()
+        .await
+        .unwrap();
+    let relay = orm.outbox_relay().spawn().unwrap();
+    let rows: Vec<InOnePartition> = (0..300)
+        .map(|i| InOnePartition {
+            customer_id: format!("c{}", i % 10),
+            seq: i,
+            padding: "x".repeat(50),
+        })
+        .collect();
+    // The first broker batch is rejected for good; the ones after it are in flight.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+    );
+    let txn = db.begin().await.unwrap();
+    orm.topic::<InOnePartition>()
+        .publish_all(&txn, &rows)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let mut consumer = orm
+        .topic::<InOnePartition>()
+        .with_group(unique_namespace("gapless-reader"))
+        .consume()
+        .await
+        .unwrap();
+    let mut first: Vec<(String, i64)> = Vec::new();
+    let mut seen = HashSet::new();
+    within(90, "all 300 rows", async {
+        while seen.len() < 300 {
+            let d = consumer.next().await.unwrap().unwrap();
+            if seen.insert(d.seq) {
+                first.push((d.customer_id.clone(), d.seq));
+            }
+        }
+    })
+    .await;
+    assert!(
+        relay.stats().failed > 0,
+        "the rejection happened: {:?}",
+        relay.stats()
+    );
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for (key, seq) in &first {
+        if let Some(prev) = last.insert(key.clone(), *seq) {
+            assert!(
+                *seq > prev,
+                "key {key}: #{seq} first delivered after #{prev}"
+            );
+        }
+    }
+    consumer.close(Duration::from_secs(10)).await.unwrap();
+    relay.shutdown(Duration::from_secs(10)).await;
+}

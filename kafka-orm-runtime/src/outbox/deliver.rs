@@ -39,7 +39,8 @@ impl Failed {
     }
 }
 
-/// Errors that the same row would hit again: too large, malformed, not allowed.
+/// Errors that the same row would hit again: too large, malformed, not allowed. (A size
+/// error fails every row of the rejected broker batch; see [`blame_size_errors`].)
 fn is_permanent(e: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
@@ -54,6 +55,28 @@ fn is_permanent(e: &KafkaError) -> bool {
                 | UnknownTopic
         )
     )
+}
+
+fn is_size_error(error: &str) -> bool {
+    error.contains("MessageSizeTooLarge") || error.contains("InvalidMessageSize")
+}
+
+/// The broker rejects a whole batch when one row is too large, so every row of it reports
+/// the size error: only the largest is to blame (a permanent failure); the others failed
+/// alongside it and retry soon. A second oversized row is the largest of a later batch.
+pub(crate) fn blame_size_errors(failed: &mut [Failed]) {
+    let size = |f: &Failed| f.row.payload.len() + f.row.headers.len();
+    let culprit = failed
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| is_size_error(&f.error))
+        .max_by_key(|(_, f)| size(f))
+        .map(|(i, _)| i);
+    for (i, f) in failed.iter_mut().enumerate() {
+        if is_size_error(&f.error) {
+            f.transient = Some(i) != culprit;
+        }
+    }
 }
 
 /// How one batch ended.
@@ -148,6 +171,7 @@ impl Table {
                 }),
             }
         }
+        blame_size_errors(&mut out.failed);
         out
     }
 
@@ -176,5 +200,47 @@ fn is_purge(e: &KafkaError) -> bool {
 fn block(blocked: &mut HashSet<String>, row: &Row) {
     if let Some(k) = &row.key {
         blocked.insert(k.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(id: i64, bytes: usize, error: &str, transient: bool) -> Failed {
+        Failed {
+            row: Row {
+                id,
+                message_id: String::new(),
+                key: None,
+                bucket: 0,
+                payload: vec![0; bytes],
+                headers: Vec::new(),
+                attempts: 0,
+            },
+            error: error.into(),
+            transient,
+        }
+    }
+
+    #[test]
+    fn only_the_largest_row_of_a_rejected_batch_is_to_blame() {
+        let size = "Message production error: MessageSizeTooLarge (Broker: Message size too large)";
+        let mut f = vec![
+            failed(1, 100, size, false),
+            failed(2, 300_000, size, false),
+            failed(3, 120, size, false),
+            failed(4, 50, "Local: Fatal error", true),
+        ];
+        blame_size_errors(&mut f);
+        let transient: Vec<bool> = f.iter().map(|f| f.transient).collect();
+        assert_eq!(transient, [true, false, true, true]);
+    }
+
+    #[test]
+    fn other_errors_keep_their_classification() {
+        let mut f = vec![failed(1, 10, "Broker: Topic authorization failed", false)];
+        blame_size_errors(&mut f);
+        assert!(!f[0].transient);
     }
 }

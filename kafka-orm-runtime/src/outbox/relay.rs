@@ -200,12 +200,14 @@ impl OutboxRelayBuilder {
             let wake = Arc::new(Notify::new());
             wakers.insert(table_of(spec).to_string(), Arc::clone(&wake));
             let table = Table {
+                config: self.clone(),
                 db: db.clone(),
                 backend,
                 spec,
                 table: table_of(spec),
                 topic: self.orm.topic_name(spec),
-                producer: self.producer()?,
+                producer: self.producer(None)?,
+                batch_limit: None,
                 batch_size: self.batch_size,
                 leased,
                 me: self.instance_id.clone(),
@@ -238,13 +240,25 @@ impl OutboxRelayBuilder {
     }
 
     /// A producer of the relay's own (per table: a purge never touches another table's
-    /// batch), with `message.timeout.ms` inside the lease bounds.
-    fn producer(&self) -> Result<FutureProducer> {
+    /// batch), with `message.timeout.ms` inside the lease bounds, and the gapless guarantee:
+    /// an error that could leave a hole in a partition (a rejected batch, e.g. one holding
+    /// an oversized row, while later batches are in flight) stops the producer instead of
+    /// letting later rows through; the relay then starts a new one and retries in order.
+    fn producer(&self, batch_limit: Option<usize>) -> Result<FutureProducer> {
         let mut cfg = self.orm.producer_config();
+        if let Some(limit) = batch_limit {
+            // librdkafka does not split a batch the broker finds too large (Java's producer
+            // does): keep its batches within the topic's `max.message.bytes`.
+            cfg.set(
+                "batch.size",
+                limit.saturating_sub(512).max(1024).to_string(),
+            );
+        }
         cfg.set(
             "message.timeout.ms",
             self.timing.message_timeout.as_millis().to_string(),
-        );
+        )
+        .set("enable.gapless.guarantee", "true");
         cfg.create()
             .map_err(|e| Error::kafka("creating the outbox relay's producer", e))
     }
@@ -361,12 +375,15 @@ impl std::fmt::Debug for OutboxRelay {
 
 /// One outbox table as the relay works on it: what claim, deliver and record need.
 pub(crate) struct Table {
+    config: OutboxRelayBuilder,
     pub db: DatabaseConnection,
     pub backend: DatabaseBackend,
     pub spec: &'static TopicSpec,
     pub table: &'static str,
     pub topic: String,
     pub producer: FutureProducer,
+    /// The topic's `max.message.bytes`, when below librdkafka's batch size.
+    batch_limit: Option<usize>,
     pub batch_size: usize,
     pub leased: bool,
     pub me: String,
@@ -374,6 +391,16 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    /// After a fatal producer error (the gapless guarantee tripped): a new producer.
+    fn renew_producer_if_fatal(&mut self) -> Result<()> {
+        use rdkafka::producer::Producer;
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::warn!(table = self.table, ?code, %reason, "relay producer stopped by a fatal error; starting a new one");
+            self.producer = self.config.producer(self.batch_limit)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn context(&self, what: &str) -> String {
         format!("{what} (outbox table `{}`)", self.table)
     }
@@ -472,6 +499,32 @@ impl Table {
     }
 }
 
+/// librdkafka's default `batch.size`.
+const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
+
+/// The topic's broker-side limit on a record batch (`max.message.bytes`), if readable.
+async fn topic_batch_limit(orm: &KafkaOrm, topic: &str) -> Option<usize> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = orm.client_config().create().ok()?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    let spec = ResourceSpecifier::Topic(topic);
+    let described = tokio::time::timeout(
+        Duration::from_secs(6),
+        admin.describe_configs([&spec], &opts),
+    )
+    .await;
+    // Destroying a client can wait on the broker: not on the runtime.
+    tokio::task::spawn_blocking(move || drop(admin));
+    let resource = described.ok()?.ok()?.into_iter().next()?.ok()?;
+    resource
+        .get("max.message.bytes")?
+        .value
+        .as_deref()?
+        .parse()
+        .ok()
+}
+
 struct Worker {
     table: Table,
     config: OutboxRelayBuilder,
@@ -484,6 +537,7 @@ struct Worker {
 impl Worker {
     /// wait → claim → deliver → record, until stopped; then the lease keeper releases.
     async fn run(mut self) {
+        self.fit_batches_to_the_topic().await;
         let batch_lock = Arc::new(AsyncMutex::new(()));
         let (mut view, keeper) = self.start_leases(&batch_lock);
         let mut window = ClaimWindow::default();
@@ -529,6 +583,24 @@ impl Worker {
         }
     }
 
+    /// Reads the topic's `max.message.bytes`; below librdkafka's batch size (1 MB), the
+    /// producer is made again with batches that fit.
+    async fn fit_batches_to_the_topic(&mut self) {
+        let Some(limit) = topic_batch_limit(&self.config.orm, &self.table.topic).await else {
+            return;
+        };
+        if limit >= LIBRDKAFKA_BATCH_SIZE {
+            return;
+        }
+        match self.config.producer(Some(limit)) {
+            Ok(p) => {
+                self.table.producer = p;
+                self.table.batch_limit = Some(limit);
+            }
+            Err(e) => self.shared.error(e.to_string()),
+        }
+    }
+
     /// The lease view channel, and the keeper task (leased mode) with its stop switch.
     #[allow(clippy::type_complexity)]
     fn start_leases(
@@ -560,7 +632,7 @@ impl Worker {
     }
 
     /// Claims, delivers and records one batch; returns the number of rows claimed.
-    async fn batch(&self, window: &mut ClaimWindow, view: &LeaseView) -> Result<usize> {
+    async fn batch(&mut self, window: &mut ClaimWindow, view: &LeaseView) -> Result<usize> {
         let rows = self.table.claim(window, view).await?;
         if rows.is_empty() {
             return Ok(0);
@@ -574,6 +646,7 @@ impl Worker {
         }
         .instrument(span)
         .await?;
+        self.table.renew_producer_if_fatal()?;
         Ok(n)
     }
 
