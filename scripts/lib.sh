@@ -138,8 +138,9 @@ apt_install() {
 
 # ensure_build_deps: what building the workspace needs besides Rust itself. rdkafka-sys
 # compiles librdkafka from source (its configure script + make, a C/C++ compiler) and links
-# zlib (the `libz` feature, found with pkg-config). Installs only what is missing.
+# zlib (the `libz` feature) and OpenSSL (the `ssl` feature: TLS and SASL), both found with
+# pkg-config. Installs only what is missing.
 ensure_build_deps() {
     have cargo || die "cargo not found on PATH; install the Rust toolchain named in rust-toolchain.toml"
-    apt_install build-essential pkg-config zlib1g-dev
+    apt_install build-essential pkg-config zlib1g-dev libssl-dev
 }

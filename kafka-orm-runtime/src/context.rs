@@ -21,8 +21,9 @@ use crate::consumer::TopicConsumer;
 use crate::error::{Error, Result};
 use crate::producer::{self, DeliveryReport, Headers};
 use crate::registry;
+use crate::security::{self, Sasl, Scram, Security, Tls};
 use crate::topic::{Consumable, OutboxTopic, Producible, Topic, TopicSpec};
-use crate::{outbox, schema};
+use crate::{connect, outbox, schema};
 
 /// Environment variable read by [`KafkaOrmBuilder::bootstrap_from_env`].
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
@@ -61,12 +62,15 @@ enum BrokerChoice {
 }
 
 /// Builds a [`KafkaOrm`]; start with [`KafkaOrm::builder`].
-#[derive(Debug, Clone)]
+///
+/// `Debug` output leaves out passwords, secrets and PEM texts.
+#[derive(Clone)]
 #[must_use = "call `.build().await` to get the context"]
 pub struct KafkaOrmBuilder {
     broker: BrokerChoice,
     namespace: String,
     default_group: Option<String>,
+    security: Security,
     common: BTreeMap<String, String>,
     producer_overrides: BTreeMap<String, String>,
     consumer_overrides: BTreeMap<String, String>,
@@ -85,6 +89,7 @@ impl KafkaOrm {
             broker: BrokerChoice::Unset,
             namespace: String::new(),
             default_group: None,
+            security: Security::default(),
             common: BTreeMap::new(),
             producer_overrides: BTreeMap::new(),
             consumer_overrides: BTreeMap::new(),
@@ -209,6 +214,38 @@ impl std::fmt::Debug for KafkaOrm {
     }
 }
 
+impl std::fmt::Debug for KafkaOrmBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if security::is_secret(k) {
+                        "<redacted>".into()
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        };
+        f.debug_struct("KafkaOrmBuilder")
+            .field("broker", &self.broker)
+            .field("namespace", &self.namespace)
+            .field("default_group", &self.default_group)
+            .field("security", &self.security)
+            .field("common", &shown(&self.common))
+            .field("producer_overrides", &shown(&self.producer_overrides))
+            .field("consumer_overrides", &shown(&self.consumer_overrides))
+            .field("database", &self.database.is_some())
+            .field("create_topics", &self.create_topics)
+            .field("migrate", &self.migrate)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("consumer_buffer", &self.consumer_buffer)
+            .finish()
+    }
+}
+
 fn client_config(bootstrap: &str, settings: &BTreeMap<String, String>) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap);
@@ -259,9 +296,108 @@ impl KafkaOrmBuilder {
     }
 
     /// Passes a librdkafka setting to every client (producer, consumers, admin), e.g.
-    /// `.set("security.protocol", "SASL_SSL")`.
+    /// `.set("client.id", "billing")` or `.set("ssl.certificate.location", "client.pem")`.
+    ///
+    /// For TLS and SASL use the typed [`tls`](Self::tls), [`sasl_plain`](Self::sasl_plain)
+    /// and [`sasl_scram`](Self::sasl_scram); a key given here wins over the setting they
+    /// derive (the escape hatch, e.g. `.set("security.protocol", "SASL_PLAINTEXT")`).
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.common.insert(key.into(), value.into());
+        self
+    }
+
+    /// Encrypts every connection with TLS and checks the broker's certificate against
+    /// `tls`'s certificate authorities and its host name (`security.protocol=SSL`, or
+    /// `SASL_SSL` with a `sasl_*` method; `ssl.ca.location` / `ssl.ca.pem`;
+    /// `ssl.endpoint.identification.algorithm=https`). Applies to the producer, every
+    /// consumer, handler and relay, the admin client and [`KafkaOrm::client_config`].
+    ///
+    /// * Confluent Cloud, Amazon MSK, Aiven and other clusters with public certificates:
+    ///   [`tls_system_roots`](Self::tls_system_roots).
+    /// * A self-signed or private CA (Aiven's project `ca.pem`, your own PKI, the test
+    ///   broker of `scripts/kafka`): `.tls(Tls::ca_file("ca.pem"))`.
+    /// * Client certificates (mutual TLS: Aiven's default, MSK on port 9094): add
+    ///   `.set("ssl.certificate.location", "service.cert")` and
+    ///   `.set("ssl.key.location", "service.key")`.
+    ///
+    /// An untrusted certificate, a wrong host name or a port that does not speak TLS makes
+    /// `build()` fail at once with [`Error::Tls`].
+    ///
+    /// ```
+    /// use kafka_orm::{KafkaOrm, Scram, Tls};
+    ///
+    /// // Aiven (SASL enabled on the service) or any cluster with its own CA:
+    /// let builder = KafkaOrm::builder()
+    ///     .bootstrap_servers("kafka-1234.aivencloud.com:12345")
+    ///     .tls(Tls::ca_file("ca.pem"))
+    ///     .sasl_scram(Scram::Sha256, "avnadmin", "password");
+    /// ```
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.security.tls = Some(tls);
+        self
+    }
+
+    /// TLS with the operating system's certificate authorities: `.tls(Tls::system_roots())`.
+    /// Right for managed clusters (Confluent Cloud, Amazon MSK, Aiven); the machine needs
+    /// its CA store (Debian and Ubuntu: the `ca-certificates` package).
+    pub fn tls_system_roots(self) -> Self {
+        self.tls(Tls::system_roots())
+    }
+
+    /// Authenticates with SASL `PLAIN` (`sasl.mechanism=PLAIN`, `sasl.username`,
+    /// `sasl.password`), over TLS: with the system's CAs unless [`tls`](Self::tls) says
+    /// otherwise (`security.protocol=SASL_SSL`).
+    ///
+    /// Confluent Cloud: the user name is the cluster API key, the password its secret:
+    ///
+    /// ```
+    /// use kafka_orm::KafkaOrm;
+    ///
+    /// # fn f(api_key: String, api_secret: String) {
+    /// let builder = KafkaOrm::builder()
+    ///     .bootstrap_servers("pkc-12345.eu-west-1.aws.confluent.cloud:9092")
+    ///     .tls_system_roots()
+    ///     .sasl_plain(api_key, api_secret);
+    /// # }
+    /// ```
+    ///
+    /// A wrong user name or password makes `build()` fail at once with
+    /// [`Error::Authentication`], naming the address, the mechanism and the user.
+    pub fn sasl_plain(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.security.sasl = Some(Sasl {
+            mechanism: "PLAIN",
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Authenticates with SASL `SCRAM-SHA-256` or `SCRAM-SHA-512`, over TLS like
+    /// [`sasl_plain`](Self::sasl_plain) (the password itself never crosses the network).
+    ///
+    /// Amazon MSK: SCRAM-SHA-512 on port 9096, credentials from AWS Secrets Manager,
+    /// Amazon's public CA. MSK's IAM authentication (port 9098) needs `OAUTHBEARER` with a
+    /// token provider, which kafka-orm does not support (see [what is supported](crate::security)):
+    ///
+    /// ```
+    /// use kafka_orm::{KafkaOrm, Scram};
+    ///
+    /// let builder = KafkaOrm::builder()
+    ///     .bootstrap_servers("b-1.orders.abc123.c2.kafka.eu-west-1.amazonaws.com:9096")
+    ///     .tls_system_roots()
+    ///     .sasl_scram(Scram::Sha512, "billing", "from-secrets-manager");
+    /// ```
+    pub fn sasl_scram(
+        mut self,
+        mechanism: Scram,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.security.sasl = Some(Sasl {
+            mechanism: mechanism.mechanism(),
+            username: username.into(),
+            password: password.into(),
+        });
         self
     }
 
@@ -341,7 +477,26 @@ impl KafkaOrmBuilder {
             }
         };
 
-        let mut producer_cfg = client_config(&bootstrap, &self.common);
+        if embedded.is_some() && self.security.is_set() {
+            return Err(Error::Config(
+                "the embedded broker speaks plaintext only: drop `.tls(..)` / `.sasl_*(..)` or use a real broker".into(),
+            ));
+        }
+        self.security.check().map_err(|reason| Error::Tls {
+            bootstrap: bootstrap.clone(),
+            reason,
+        })?;
+        // The typed security settings, then the raw ones (which win): every client the
+        // context creates starts from `common`.
+        let mut common: BTreeMap<String, String> = self
+            .security
+            .settings()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        common.extend(self.common);
+
+        let mut producer_cfg = client_config(&bootstrap, &common);
         producer_cfg
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -353,9 +508,14 @@ impl KafkaOrmBuilder {
         let producer_config = producer_cfg.clone();
         let producer: FutureProducer = producer_cfg
             .create()
-            .map_err(|e| Error::kafka("creating the producer", e))?;
+            .map_err(|e| connect::creation_error(&bootstrap, "creating the producer", e))?;
 
-        wait_for_broker(&producer, &bootstrap, self.connect_timeout).await?;
+        connect::wait_for_broker(
+            &client_config(&bootstrap, &common),
+            &bootstrap,
+            self.connect_timeout,
+        )
+        .await?;
 
         if self.create_topics {
             match &embedded {
@@ -363,7 +523,7 @@ impl KafkaOrmBuilder {
                 None => {
                     create_topics(
                         &bootstrap,
-                        &self.common,
+                        &common,
                         &topics,
                         &self.namespace,
                         self.connect_timeout,
@@ -386,7 +546,7 @@ impl KafkaOrmBuilder {
                 bootstrap,
                 namespace: self.namespace,
                 default_group: self.default_group,
-                common: self.common,
+                common,
                 consumer_overrides: self.consumer_overrides,
                 producer_config,
                 producer,
@@ -397,36 +557,6 @@ impl KafkaOrmBuilder {
                 _embedded: embedded,
             }),
         })
-    }
-}
-
-/// Fetches cluster metadata within `timeout`, so a wrong address fails fast and clearly.
-async fn wait_for_broker(
-    producer: &FutureProducer,
-    bootstrap: &str,
-    timeout: Duration,
-) -> Result<()> {
-    let client = producer.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        client
-            .client()
-            .fetch_metadata(None, timeout)
-            .map(|m| m.brokers().len())
-    })
-    .await
-    .map_err(|_| Error::Shutdown)?;
-    match result {
-        Ok(n) if n > 0 => Ok(()),
-        Ok(_) => Err(Error::Unreachable {
-            bootstrap: bootstrap.to_string(),
-            timeout,
-            reason: "the cluster reported no brokers".into(),
-        }),
-        Err(e) => Err(Error::Unreachable {
-            bootstrap: bootstrap.to_string(),
-            timeout,
-            reason: e.to_string(),
-        }),
     }
 }
 

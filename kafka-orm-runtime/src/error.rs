@@ -80,6 +80,38 @@ pub enum Error {
         reason: String,
     },
 
+    /// The broker refused the SASL credentials (a wrong user name or password, an unknown
+    /// SCRAM user, a mechanism the listener does not enable). Reported by `build()` as soon
+    /// as librdkafka sees it, within the connect timeout; it does not heal by waiting.
+    #[error(
+        "authentication failed at Kafka `{bootstrap}` (SASL {mechanism}{user}): {reason}; check the user name and password (Confluent Cloud: the API key and secret) and the mechanism",
+        user = as_user(.username)
+    )]
+    Authentication {
+        /// The bootstrap servers tried.
+        bootstrap: String,
+        /// The SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, ...).
+        mechanism: String,
+        /// The user name offered (never the password).
+        username: Option<String>,
+        /// librdkafka's report.
+        reason: String,
+    },
+
+    /// TLS with the broker failed: its certificate is not signed by a trusted CA (a wrong or
+    /// missing `ssl.ca.location`), its name does not match, the CA file cannot be read, or
+    /// the address is not a TLS listener. Reported by `build()` as soon as it is seen,
+    /// within the connect timeout.
+    #[error(
+        "TLS with Kafka at `{bootstrap}` failed: {reason}; check the CA (`Tls::ca_file(..)`, `Tls::system_roots()`) and that the port is a TLS listener"
+    )]
+    Tls {
+        /// The bootstrap servers tried.
+        bootstrap: String,
+        /// librdkafka's (OpenSSL's) report.
+        reason: String,
+    },
+
     /// Creating or describing topics failed.
     #[error("admin operation on topic `{topic}` failed: {reason}")]
     Admin {
@@ -192,4 +224,12 @@ impl Error {
             source,
         }
     }
+}
+
+/// ` as `alice`` for an error message, or nothing without a user name.
+fn as_user(username: &Option<String>) -> String {
+    username
+        .as_deref()
+        .map(|u| format!(" as `{u}`"))
+        .unwrap_or_default()
 }

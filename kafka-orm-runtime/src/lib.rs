@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod codec;
+pub(crate) mod connect;
 pub mod consumer;
 pub mod context;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod outbox;
 pub mod producer;
 pub mod registry;
 pub mod schema;
+pub mod security;
 pub mod topic;
 pub mod transactional;
 
@@ -30,4 +32,5 @@ pub use key::{DedupPart, DedupValue, KeyPart};
 pub use outbox::relay::{OutboxRelay, OutboxRelayBuilder, OutboxStatus, RelayStats};
 pub use producer::Headers;
 pub use registry::TopicRegistration;
+pub use security::{Scram, Tls};
 pub use topic::{Consumable, Direction, InboxTopic, OutboxTopic, Producible, Topic, TopicSpec};

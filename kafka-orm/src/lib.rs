@@ -23,6 +23,7 @@ pub use kafka_orm_runtime::producer::{
     DeliveryReport, Headers, MESSAGE_ID_HEADER, TRACEPARENT_HEADER, TYPE_HEADER,
 };
 pub use kafka_orm_runtime::registry::{self, TopicRegistration};
+pub use kafka_orm_runtime::security::{self, Scram, Tls};
 pub use kafka_orm_runtime::topic::{
     Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
     RetrySpec, Topic, TopicSpec,
