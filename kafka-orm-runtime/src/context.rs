@@ -324,7 +324,7 @@ impl KafkaOrmBuilder {
     /// `build()` fail at once with [`Error::Tls`].
     ///
     /// ```
-    /// use kafka_orm::{KafkaOrm, Scram, Tls};
+    /// use kafka_orm_runtime::{KafkaOrm, Scram, Tls};
     ///
     /// // Aiven (SASL enabled on the service) or any cluster with its own CA:
     /// let builder = KafkaOrm::builder()
@@ -351,7 +351,7 @@ impl KafkaOrmBuilder {
     /// Confluent Cloud: the user name is the cluster API key, the password its secret:
     ///
     /// ```
-    /// use kafka_orm::KafkaOrm;
+    /// use kafka_orm_runtime::KafkaOrm;
     ///
     /// # fn f(api_key: String, api_secret: String) {
     /// let builder = KafkaOrm::builder()
@@ -380,7 +380,7 @@ impl KafkaOrmBuilder {
     /// token provider, which kafka-orm does not support (see [what is supported](crate::security)):
     ///
     /// ```
-    /// use kafka_orm::{KafkaOrm, Scram};
+    /// use kafka_orm_runtime::{KafkaOrm, Scram};
     ///
     /// let builder = KafkaOrm::builder()
     ///     .bootstrap_servers("b-1.orders.abc123.c2.kafka.eu-west-1.amazonaws.com:9096")

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 /// (raw settings win over the typed ones).
 ///
 /// ```
-/// use kafka_orm::{KafkaOrm, Tls};
+/// use kafka_orm_runtime::{KafkaOrm, Tls};
 ///
 /// // Confluent Cloud, Amazon MSK, Aiven's public endpoints...: the system's CA store.
 /// let cloud = KafkaOrm::builder().tls(Tls::system_roots());
