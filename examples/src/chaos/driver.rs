@@ -815,8 +815,9 @@ impl Run {
         rec: &mut FaultRecord,
     ) -> Result<()> {
         rec.victim = victim.into();
+        let partitions = self.consumer_partitions(victim, now_ms()).await;
+        // The time of the kill itself: the victim applies rows until the signal.
         let t = now_ms();
-        let partitions = self.consumer_partitions(victim, t).await;
         let args = self
             .procs
             .kill(victim)
