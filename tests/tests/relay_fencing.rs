@@ -52,6 +52,19 @@ fn relay(orm: &KafkaOrm, name: &str, ttl: Duration) -> OutboxRelay {
         .unwrap()
 }
 
+/// Rows waiting in `T`'s outbox.
+async fn backlog<T: Topic>(orm: &KafkaOrm) -> u64 {
+    let status = orm.outbox_status().await.unwrap();
+    status
+        .iter()
+        .find(|s| s.type_name == T::SPEC.type_name)
+        .map(|s| s.backlog)
+        .unwrap()
+}
+
+/// Buckets of every outbox table of this test binary (two outbox types, 64 each).
+const FULL: usize = 128;
+
 async fn owns(relay: &OutboxRelay, buckets: usize, secs: u64, what: &str) -> Duration {
     let t0 = Instant::now();
     within(secs, what, async {
@@ -131,7 +144,7 @@ async fn a_relay_stalled_past_its_lease_never_delivers_alongside_its_successor()
     let orm = builder.database(db.clone()).build().await.unwrap();
     let ttl = Duration::from_secs(3);
     let a = relay(&orm, "stalled", ttl);
-    owns(&a, 64, 20, "the first relay to own every bucket").await;
+    owns(&a, FULL, 20, "the first relay to own every bucket").await;
 
     // The broker goes away while a batch is in flight: the first relay waits for acks.
     mock.broker_down(1).unwrap();
@@ -191,7 +204,7 @@ async fn a_restarted_relay_with_a_stable_name_takes_its_buckets_back_at_once() {
     // A TTL far longer than the test: only the reclaim can explain a fast take-over.
     let ttl = Duration::from_secs(60);
     let first = relay(&orm, "relay-0", ttl);
-    owns(&first, 64, 20, "relay-0 to own every bucket").await;
+    owns(&first, FULL, 20, "relay-0 to own every bucket").await;
     first.abort(); // a crash: leases are not released
 
     // A stranger cannot take unexpired leases...
@@ -208,7 +221,7 @@ async fn a_restarted_relay_with_a_stable_name_takes_its_buckets_back_at_once() {
     let restarted = relay(&orm, "relay-0", ttl);
     let took = owns(
         &restarted,
-        64,
+        FULL,
         10,
         "the restarted relay-0 to reclaim its buckets",
     )
@@ -227,7 +240,7 @@ async fn a_second_live_process_with_the_same_name_does_not_steal_leases() {
     };
     let ttl = Duration::from_secs(60);
     let first = relay(&orm, "twin", ttl);
-    owns(&first, 64, 20, "the first twin to own every bucket").await;
+    owns(&first, FULL, 20, "the first twin to own every bucket").await;
     let twin = relay(&orm, "twin", ttl);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -235,7 +248,7 @@ async fn a_second_live_process_with_the_same_name_does_not_steal_leases() {
         0,
         "the live holder of the name keeps its leases"
     );
-    assert_eq!(first.stats().owned_buckets, 64);
+    assert_eq!(first.stats().owned_buckets, FULL);
     twin.shutdown(Duration::from_secs(5)).await;
     first.shutdown(Duration::from_secs(5)).await;
 }
@@ -246,7 +259,7 @@ async fn a_relay_whose_lease_passed_on_claims_nothing_more() {
         return;
     };
     let a = relay(&orm, "fenced", Duration::from_secs(60));
-    owns(&a, 64, 20, "the relay to own every bucket").await;
+    owns(&a, FULL, 20, "the relay to own every bucket").await;
     // Another tenure begins behind its back (as when its lease passed on while it was
     // frozen): a new owner, a new epoch, a long lease.
     db.execute_unprepared(
@@ -259,7 +272,7 @@ async fn a_relay_whose_lease_passed_on_claims_nothing_more() {
     publish(&orm, &db, &events(20, 4)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(a.stats().delivered, 0, "{:?}", a.stats());
-    let backlog = orm.outbox_status().await.unwrap()[0].backlog;
+    let backlog = backlog::<Ordered>(&orm).await;
     assert_eq!(
         backlog, 20,
         "no row claimed, delivered or deleted under a stale epoch"
@@ -292,7 +305,7 @@ async fn delivery_resumes_within_seconds_after_a_long_broker_outage() {
         .backoff(Duration::from_secs(4), Duration::from_secs(60))
         .spawn()
         .unwrap();
-    owns(&relay, 64, 20, "the relay to own every bucket").await;
+    owns(&relay, FULL, 20, "the relay to own every bucket").await;
     mock.broker_down(1).unwrap();
     publish(&orm, &db, &events(100, 10)).await;
     // (Without the cap the rows' third attempt would come 15 s in: 3 s after the broker.)
@@ -301,7 +314,7 @@ async fn delivery_resumes_within_seconds_after_a_long_broker_outage() {
     mock.broker_up(1).unwrap();
     let back = Instant::now();
     within(30, "the backlog to drain after the outage", async {
-        while orm.outbox_status().await.unwrap()[0].backlog > 0 {
+        while backlog::<Ordered>(&orm).await > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -406,13 +419,17 @@ async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_ba
         }
     }
     within(30, "only the oversized row to be left", async {
-        while orm.outbox_status().await.unwrap()[0].backlog > 1 {
+        while backlog::<InOnePartition>(&orm).await > 1 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
     let status = orm.outbox_status().await.unwrap();
-    assert_eq!(status[0].failing[0].key.as_deref(), Some("poison"));
+    let status = status
+        .iter()
+        .find(|s| s.type_name == InOnePartition::SPEC.type_name)
+        .unwrap();
+    assert_eq!(status.failing[0].key.as_deref(), Some("poison"));
     consumer.close(Duration::from_secs(10)).await.unwrap();
     relay.shutdown(Duration::from_secs(10)).await;
 }
@@ -491,4 +508,29 @@ async fn a_rejected_broker_batch_never_lets_later_batches_of_its_partition_throu
     }
     consumer.close(Duration::from_secs(10)).await.unwrap();
     relay.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_hands_its_buckets_over_at_once() {
+    let Some((orm, db)) = real_setup("fencing-handover").await else {
+        return;
+    };
+    // A TTL far longer than the test: only the release on shutdown explains a fast move.
+    let ttl = Duration::from_secs(60);
+    let leaving = relay(&orm, "leaving", ttl);
+    owns(&leaving, FULL, 20, "the first relay to own every bucket").await;
+    let staying = relay(&orm, "staying", ttl);
+    owns(
+        &staying,
+        FULL / 2,
+        20,
+        "the second relay to get its fair share",
+    )
+    .await;
+    leaving.shutdown(Duration::from_secs(10)).await;
+    let took = owns(&staying, FULL, 10, "the survivor to own every bucket").await;
+    assert!(took < Duration::from_secs(3), "handed over in {took:?}");
+    publish(&orm, &db, &events(40, 8)).await;
+    assert_eq!(read_all(&orm, 40, Duration::from_secs(1)).await.len(), 40);
+    staying.shutdown(Duration::from_secs(10)).await;
 }
