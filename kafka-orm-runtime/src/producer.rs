@@ -210,6 +210,26 @@ where
     }
 }
 
+/// Initializes the transactions of `producer` (fencing earlier producers with its
+/// transactional id and aborting what they left open), off the async runtime.
+pub(crate) async fn init_transactions(
+    producer: &FutureProducer,
+    transactional_id: &str,
+    timeout: Duration,
+) -> Result<()> {
+    use rdkafka::producer::Producer as _;
+    let p = producer.clone();
+    tokio::task::spawn_blocking(move || p.init_transactions(timeout))
+        .await
+        .map_err(|_| Error::Shutdown)?
+        .map_err(|e| {
+            Error::kafka(
+                format!("initializing transactions for `{transactional_id}` (init_transactions)"),
+                e,
+            )
+        })
+}
+
 /// Sends many messages concurrently (librdkafka batches them) and waits for all
 /// acknowledgements; the reports come back in input order.
 pub(crate) async fn send_all(

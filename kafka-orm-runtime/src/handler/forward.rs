@@ -23,6 +23,15 @@ use tokio::sync::Mutex;
 
 use super::dlq::RawRecord;
 use crate::error::{Error, Result};
+use crate::producer;
+
+/// One record to forward, and the source offset to commit with it.
+pub(crate) struct Forward<'a> {
+    pub topic: &'a str,
+    pub record: &'a RawRecord,
+    pub offsets: TopicPartitionList,
+    pub group: ConsumerGroupMetadata,
+}
 
 /// A transactional producer for forwarded records, one transaction at a time.
 pub(crate) struct Forwarder {
@@ -45,18 +54,7 @@ impl Forwarder {
         let producer: FutureProducer = cfg
             .create()
             .map_err(|e| Error::kafka("creating the dead-letter producer", e))?;
-        let init = producer.clone();
-        tokio::task::spawn_blocking(move || init.init_transactions(timeout))
-            .await
-            .map_err(|_| Error::Shutdown)?
-            .map_err(|e| {
-                Error::kafka(
-                    format!(
-                        "initializing transactions of the dead-letter producer `{transactional_id}`"
-                    ),
-                    e,
-                )
-            })?;
+        producer::init_transactions(&producer, &transactional_id, timeout).await?;
         Ok(Forwarder {
             producer,
             lock: Mutex::new(()),
@@ -65,20 +63,15 @@ impl Forwarder {
     }
 
     /// Sends `record` to `topic` and commits `offsets` for `group` in one transaction.
-    pub async fn send(
-        &self,
-        topic: &str,
-        record: &RawRecord,
-        offsets: TopicPartitionList,
-        group: ConsumerGroupMetadata,
-    ) -> Result<()> {
+    pub async fn send(&self, forward: Forward<'_>) -> Result<()> {
+        let topic = forward.topic;
         let _one_at_a_time = self.lock.lock().await;
         let ctx = |what: &str| format!("{what} (forwarding to `{topic}`)");
         let p = self.producer.clone();
         blocking(move || p.begin_transaction())
             .await
             .map_err(|e| Error::kafka(ctx("beginning a transaction"), e))?;
-        let result = self.within(topic, record, offsets, group).await;
+        let result = self.within(forward).await;
         if result.is_err() {
             let p = self.producer.clone();
             let timeout = self.timeout;
@@ -87,13 +80,13 @@ impl Forwarder {
         result
     }
 
-    async fn within(
-        &self,
-        topic: &str,
-        record: &RawRecord,
-        offsets: TopicPartitionList,
-        group: ConsumerGroupMetadata,
-    ) -> Result<()> {
+    async fn within(&self, forward: Forward<'_>) -> Result<()> {
+        let Forward {
+            topic,
+            record,
+            offsets,
+            group,
+        } = forward;
         let headers = record.headers.to_rdkafka();
         let payload = record.payload.clone().unwrap_or_default();
         let mut out = FutureRecord::to(topic).payload(&payload).headers(headers);

@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 
 use super::dlq::{self, Failure, RawRecord};
-use super::forward::Forwarder;
+use super::forward::{Forward, Forwarder};
 use super::partitions::{Shared, Tp};
 use super::poll::ClientGuard;
 use super::retry::{self, RETRY_DUE, RETRY_FIRST_FAILURE, RETRY_TIERS};
@@ -368,7 +368,14 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
             let result = match self.commit_stored().await {
                 Ok(group) => {
                     let offsets = self.shared.tpl(place.tp, Some(place.offset + 1));
-                    forwarder.send(topic, record, offsets, group).await
+                    forwarder
+                        .send(Forward {
+                            topic,
+                            record,
+                            offsets,
+                            group,
+                        })
+                        .await
                 }
                 Err(e) => Err(e),
             };

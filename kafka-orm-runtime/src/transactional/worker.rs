@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::FutureProducer;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -23,7 +23,7 @@ use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
 use crate::offthread::OffThread;
 use crate::outbox::now_ms;
-use crate::producer::Headers;
+use crate::producer::{self, Headers};
 use crate::topic::Consumable;
 
 /// Why the loop stopped early.
@@ -302,20 +302,12 @@ async fn transactional_producer<T>(
 
     // Fence earlier producers with this id and abort what they left open, before a
     // single message is consumed.
-    let p = Arc::clone(producer.get());
-    let timeout = config.operation_timeout;
-    tokio::task::spawn_blocking(move || p.init_transactions(timeout))
-        .await
-        .map_err(|_| Error::Shutdown)?
-        .map_err(|e| {
-            Error::kafka(
-                format!(
-                    "initializing transactions for `{}` (init_transactions)",
-                    config.transactional_id
-                ),
-                e,
-            )
-        })?;
+    producer::init_transactions(
+        producer.get(),
+        &config.transactional_id,
+        config.operation_timeout,
+    )
+    .await?;
     Ok(producer)
 }
 
