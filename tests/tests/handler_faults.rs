@@ -294,3 +294,66 @@ async fn the_revoke_drain_works_on_a_current_thread_runtime() {
     first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
 }
+
+fn stuck<'a>(txn: &'a DatabaseTransaction, m: &'a Delivery<Payment>) -> HandlerFuture<'a> {
+    Box::pin(async move {
+        apply(txn, m.id, 1, (m.partition(), m.offset())).await?;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_stops_running_handlers_and_hands_the_partitions_over() {
+    let Some((orm, db)) = setup("faults-abort").await else {
+        return;
+    };
+    let topic = orm.topic::<Payment>();
+    for id in 1..=2 {
+        // One per partition's worth of keys: both partitions get a stuck handler.
+        topic
+            .produce(&Payment {
+                id,
+                account: format!("a{id}"),
+                amount: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let first = orm.topic::<Payment>().handler(stuck).spawn().await.unwrap();
+    within(30, "the first handler to be stuck in a message", async {
+        while first.stats().assignments == 0 || applied_in_flight(&db).await == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    first.abort();
+    let second = payments(&orm).await;
+    within(30, "the second handler to apply both", async {
+        while applied(&db).await.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        applied(&db).await,
+        vec![1, 2],
+        "each applied once, by the second handler"
+    );
+    second.shutdown().await.unwrap();
+}
+
+/// Rows written by transactions still open (the stuck handler's), seen through
+/// PostgreSQL's activity view: any backend idle in a transaction.
+async fn applied_in_flight(db: &DatabaseConnection) -> i64 {
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index(0)
+    .unwrap()
+}

@@ -533,6 +533,7 @@ pub struct RunningHandler {
     counters: Arc<Counters>,
     lag: Arc<dyn Fn(Duration) -> Result<Vec<PartitionLag>> + Send + Sync>,
     aborted: Arc<std::sync::atomic::AtomicBool>,
+    lane_tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     stop: tokio::sync::watch::Sender<bool>,
     stopped: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -570,12 +571,16 @@ impl RunningHandler {
         result.map(|()| self.counters.snapshot())
     }
 
-    /// Kills the handler at once, as a crash would: handlers stop being called, nothing
-    /// more is stored or committed by this handler.
+    /// Kills the handler at once, as a crash would: running handler calls are dropped
+    /// mid-way (their transactions roll back), nothing more is stored or committed, and the
+    /// consumer is closed, so its partitions go to the group's other members.
     pub fn abort(self) {
         self.aborted
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.task.abort();
+        let lanes = self.lane_tasks.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.iter().for_each(tokio::task::AbortHandle::abort);
+        drop(lanes);
         let _ = self.stop.send(true);
     }
 }

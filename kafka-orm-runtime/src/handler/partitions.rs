@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     next_epoch: AtomicU64,
     /// Set by `RunningHandler::abort`: behave as after a crash, commit nothing more.
     pub aborted: Arc<AtomicBool>,
+    /// The lane tasks, aborted with the handler (a crash stops running handlers too).
+    pub lane_tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Shared {
@@ -63,6 +65,7 @@ impl Shared {
             config,
             next_epoch: AtomicU64::new(1),
             aborted,
+            lane_tasks: Arc::default(),
         }
     }
 
@@ -123,7 +126,7 @@ impl Shared {
         }
     }
 
-    fn is_aborted(&self) -> bool {
+    pub fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::SeqCst)
     }
 }

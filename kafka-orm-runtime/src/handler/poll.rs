@@ -33,7 +33,8 @@ pub(crate) struct Polled {
     pub epoch: u64,
 }
 
-/// Starts the poll thread; it ends when `stop` is set or the dispatcher is gone.
+/// Starts the poll thread; it ends when `stop` is set, the handler is aborted or the
+/// dispatcher is gone.
 pub(crate) fn spawn(
     client: Arc<ClientGuard>,
     shared: Arc<Shared>,
@@ -43,7 +44,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("kafka-orm-handler-poll".into())
         .spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
+            while !stop.load(Ordering::SeqCst) && !shared.is_aborted() {
                 let msg = match client.get().poll(POLL_WAIT) {
                     None => continue,
                     Some(Ok(m)) => m,

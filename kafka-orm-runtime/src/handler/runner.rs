@@ -68,6 +68,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         None
     };
     let lag = lag_reader(Arc::clone(&client));
+    let lane_tasks = Arc::clone(&shared.lane_tasks);
     let (stop, stopping) = watch::channel(false);
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
     let stopped = Arc::new(tokio::sync::Notify::new());
@@ -110,6 +111,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         counters,
         lag,
         aborted,
+        lane_tasks,
         stop,
         stopped,
         task,
@@ -377,6 +379,10 @@ fn spawn_lane<T: Consumable, H: Handler<T>>(
     lane: Arc<Lane<T, H>>,
 ) -> mpsc::UnboundedSender<Work<T>> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(lane::run(lane, rx));
+    let tasks = Arc::clone(&lane.shared.lane_tasks);
+    let task = tokio::spawn(lane::run(lane, rx));
+    let mut tasks = tasks.lock().unwrap_or_else(|e| e.into_inner());
+    tasks.retain(|t| !t.is_finished());
+    tasks.push(task.abort_handle());
     tx
 }
