@@ -1847,7 +1847,14 @@ fn watch_dlq(
     Err("no dead-letter record within 60 s".into())
 }
 
+/// The commit the run's tree is at (`CHAOS_GIT_COMMIT` for a tree without `.git`, e.g.
+/// a `git archive` snapshot).
 fn git_commit(repo: &std::path::Path) -> Option<String> {
+    if let Ok(c) = std::env::var("CHAOS_GIT_COMMIT")
+        && !c.trim().is_empty()
+    {
+        return Some(c.trim().to_string());
+    }
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(repo)
