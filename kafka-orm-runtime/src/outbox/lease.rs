@@ -178,6 +178,10 @@ pub(crate) struct LeaseKeeper {
 impl LeaseKeeper {
     /// Runs until `stop` turns true, then releases everything.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // A restarted instance reclaims its own leases in its first round: know first
+        // whether it holds its name (the lock is taken on another connection, at once).
+        let mut name = self.name_locked.clone();
+        let _ = tokio::time::timeout(self.timing.renew_every * 2, name.changed()).await;
         loop {
             let sent = Instant::now();
             match self.round(sent).await {
@@ -188,9 +192,13 @@ impl LeaseKeeper {
                         *old = view;
                         changed
                     });
+                    self.shared.lease_round(self.table, None);
                 }
                 // The old view stays: its validity is not extended, so it runs out.
-                Err(e) => self.shared.error(e.to_string()),
+                Err(e) => {
+                    self.shared.error(e.to_string());
+                    self.shared.lease_round(self.table, Some(e.to_string()));
+                }
             }
             self.shared
                 .set_owned(self.table, self.view.borrow().owned.len());
