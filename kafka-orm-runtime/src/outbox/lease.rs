@@ -212,6 +212,13 @@ impl LeaseKeeper {
                 },
             }
         }
+        if self
+            .shared
+            .aborted
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return; // a crash releases nothing
+        }
         self.view.send_replace(LeaseView::empty());
         let _guard = self.batch_lock.lock().await;
         if let Err(e) = self.release_all().await {

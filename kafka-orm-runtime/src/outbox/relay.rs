@@ -244,6 +244,8 @@ impl OutboxRelayBuilder {
     /// an error that could leave a hole in a partition (a rejected batch, e.g. one holding
     /// an oversized row, while later batches are in flight) stops the producer instead of
     /// letting later rows through; the relay then starts a new one and retries in order.
+    /// Requests time out within the same bound, and metadata is refreshed every second, so
+    /// a frozen leader's partitions move to their new leader within seconds.
     fn producer(&self, batch_limit: Option<usize>) -> Result<FutureProducer> {
         let mut cfg = self.orm.producer_config();
         if let Some(limit) = batch_limit {
@@ -254,11 +256,15 @@ impl OutboxRelayBuilder {
                 limit.saturating_sub(512).max(1024).to_string(),
             );
         }
-        cfg.set(
-            "message.timeout.ms",
-            self.timing.message_timeout.as_millis().to_string(),
-        )
-        .set("enable.gapless.guarantee", "true");
+        let bound = self.timing.message_timeout.as_millis().to_string();
+        cfg.set("message.timeout.ms", &bound)
+            .set("enable.gapless.guarantee", "true")
+            // A request to a frozen leader must not hold its partition for librdkafka's
+            // 30 s: in-flight requests are drained before a partition moves to its new
+            // leader, so they time out within the lease bound too; and the new leader is
+            // learnt within a second.
+            .set("request.timeout.ms", &bound)
+            .set("topic.metadata.refresh.interval.ms", "1000");
         cfg.create()
             .map_err(|e| Error::kafka("creating the outbox relay's producer", e))
     }
@@ -272,6 +278,8 @@ pub(crate) struct Shared {
     fenced: AtomicU64,
     last_error: Mutex<Option<String>>,
     pub(crate) listening: AtomicBool,
+    /// Set by [`OutboxRelay::abort`]: behave as a crash, release nothing.
+    pub(crate) aborted: AtomicBool,
     owned: Mutex<HashMap<&'static str, usize>>,
 }
 
@@ -353,6 +361,9 @@ impl OutboxRelay {
     /// Kills the relay at once, mid-batch if need be, as a crash would (for tests and
     /// emergencies): undeleted rows are redelivered by the next relay.
     pub fn abort(mut self) {
+        // Before the tasks are cancelled: one that sees the stop signal `Drop` sends first
+        // must not release its leases.
+        self.shared.aborted.store(true, Relaxed);
         for t in std::mem::take(&mut self.tasks) {
             t.abort();
         }
