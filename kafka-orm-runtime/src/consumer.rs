@@ -21,8 +21,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::handler::PartitionLag;
 use crate::offthread::{ConsumerGuard, consumer_guard};
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
+use crate::telemetry::lag::{self, LagSampler};
+use crate::telemetry::metrics::StreamMetrics;
 use crate::topic::Topic;
 
 /// One message received from a topic, decoded into `T`.
@@ -135,8 +138,11 @@ impl<T: Topic> TopicConsumer<T> {
         topic: String,
         group: String,
         buffer: usize,
+        metrics_interval: Duration,
     ) -> Self {
         let consumer = Arc::new(consumer_guard(consumer));
+        LagSampler::spawn(Arc::downgrade(&consumer), group.clone(), metrics_interval);
+        let metrics = StreamMetrics::new(&topic, &group);
         let (tx, rx) = mpsc::channel(buffer.max(1));
         let (stop, mut stopped) = watch::channel(false);
         let task_consumer = Arc::clone(&consumer);
@@ -145,7 +151,14 @@ impl<T: Topic> TopicConsumer<T> {
                 let item = tokio::select! {
                     _ = stopped.changed() => break,
                     msg = task_consumer.get().recv() => match msg {
-                        Ok(m) => decode::<T, _>(&m),
+                        Ok(m) => {
+                            metrics.consumed.increment(1);
+                            let decoded = decode::<T, _>(&m);
+                            if decoded.is_err() {
+                                metrics.undecodable.increment(1);
+                            }
+                            decoded
+                        }
                         Err(e) => Err(Error::kafka("receiving messages", e)),
                     },
                 };
@@ -255,6 +268,17 @@ impl<T> TopicConsumer<T> {
             .iter()
             .map(|e| (e.partition(), e.offset().to_raw().filter(|o| *o >= 0)))
             .collect())
+    }
+
+    /// How far the group is behind, per assigned partition: the broker's high watermark
+    /// minus the group's committed offset (what a restart resumes from; a partition with
+    /// nothing committed counts from its low watermark). Also sampled into the
+    /// `kafka_orm.consumer.lag` gauge (see [`crate::telemetry`]).
+    pub async fn committed_lag(&self, timeout: Duration) -> Result<Vec<PartitionLag>> {
+        let consumer = Arc::clone(&self.consumer);
+        tokio::task::spawn_blocking(move || lag::committed_lag(consumer.get().as_ref(), timeout))
+            .await
+            .map_err(|_| Error::Shutdown)?
     }
 
     /// The partitions currently assigned to this consumer.

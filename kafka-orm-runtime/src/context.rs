@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::producer::{self, DeliveryReport, Headers};
 use crate::registry;
 use crate::security::{self, Sasl, Scram, Security, Tls};
+use crate::telemetry::metrics as telemetry;
 use crate::topic::{Consumable, OutboxTopic, Producible, Topic, TopicSpec};
 use crate::{connect, outbox, schema};
 
@@ -48,6 +49,7 @@ struct Inner {
     topics: Vec<&'static TopicSpec>,
     send_timeout: Duration,
     consumer_buffer: usize,
+    metrics_interval: Duration,
     // Declared last: the embedded broker outlives the clients above.
     _embedded: Option<EmbeddedBroker>,
 }
@@ -80,6 +82,7 @@ pub struct KafkaOrmBuilder {
     connect_timeout: Duration,
     send_timeout: Duration,
     consumer_buffer: usize,
+    metrics_interval: Duration,
 }
 
 impl KafkaOrm {
@@ -99,6 +102,7 @@ impl KafkaOrm {
             connect_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(30),
             consumer_buffer: 1024,
+            metrics_interval: Duration::from_secs(5),
         }
     }
 
@@ -153,6 +157,16 @@ impl KafkaOrm {
 
     pub(crate) fn send_timeout(&self) -> Duration {
         self.inner.send_timeout
+    }
+
+    /// How often lag and outbox backlog gauges are sampled.
+    pub(crate) fn metrics_interval(&self) -> Duration {
+        self.inner.metrics_interval
+    }
+
+    /// The shared producer (health checks ask the broker through it).
+    pub(crate) fn producer(&self) -> &FutureProducer {
+        &self.inner.producer
     }
 
     /// The producer configuration of the context (idempotent, `acks=all`, the user's
@@ -242,6 +256,7 @@ impl std::fmt::Debug for KafkaOrmBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("send_timeout", &self.send_timeout)
             .field("consumer_buffer", &self.consumer_buffer)
+            .field("metrics_interval", &self.metrics_interval)
             .finish()
     }
 }
@@ -447,6 +462,14 @@ impl KafkaOrmBuilder {
         self
     }
 
+    /// How often the sampled metrics are taken (default 5 s): the committed-offset lag of
+    /// handlers and streams (on a thread of each consumer's own) and the outbox backlog and
+    /// oldest age (by each relay). See [`crate::telemetry`].
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
     /// Validates the registry (conflicting settings, and table and column names a
     /// hand-written `impl Topic` may get wrong: [`Error::InvalidIdentifier`], before any
     /// SQL runs), connects, creates missing topics, creates the tables and opens the
@@ -554,6 +577,7 @@ impl KafkaOrmBuilder {
                 topics,
                 send_timeout: self.send_timeout,
                 consumer_buffer: self.consumer_buffer,
+                metrics_interval: self.metrics_interval,
                 _embedded: embedded,
             }),
         })
@@ -756,6 +780,7 @@ impl<T: Topic> TopicHandle<T> {
         T: OutboxTopic,
     {
         let mut ids = outbox::publish(txn, &[value], headers).await?;
+        telemetry::published(&self.name(), outbox::table_of(T::SPEC), 1);
         Ok(ids.remove(0))
     }
 
@@ -771,7 +796,9 @@ impl<T: Topic> TopicHandle<T> {
         I: IntoIterator<Item = &'a T>,
     {
         let values: Vec<&T> = values.into_iter().collect();
-        outbox::publish(txn, &values, Headers::new()).await
+        let ids = outbox::publish(txn, &values, Headers::new()).await?;
+        telemetry::published(&self.name(), outbox::table_of(T::SPEC), ids.len() as u64);
+        Ok(ids)
     }
 }
 
@@ -800,6 +827,7 @@ impl<T: Topic> TopicHandle<T> {
             topic,
             group,
             inner.consumer_buffer,
+            inner.metrics_interval,
         ))
     }
 }

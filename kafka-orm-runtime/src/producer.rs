@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::telemetry::metrics as telemetry;
 use crate::topic::Topic;
 
 /// Header carrying the unique id kafka-orm stamps on every message it produces (a UUIDv7;
@@ -166,16 +167,26 @@ pub(crate) async fn send(
             record = record.key(key);
         }
         match producer.send(record, queue_timeout).await {
-            Ok(d) => Ok(DeliveryReport {
-                topic: topic.to_string(),
-                partition: d.partition,
-                offset: d.offset,
-                message_id: msg.message_id,
-            }),
-            Err((source, _)) => Err(Error::Delivery {
-                topic: topic.to_string(),
-                source,
-            }),
+            Ok(d) => {
+                telemetry::sent(topic, None);
+                Ok(DeliveryReport {
+                    topic: topic.to_string(),
+                    partition: d.partition,
+                    offset: d.offset,
+                    message_id: msg.message_id,
+                })
+            }
+            Err((source, _)) => {
+                let code = source.rdkafka_error_code();
+                telemetry::sent(
+                    topic,
+                    Some(&code.map_or("unknown".into(), |c| format!("{c:?}"))),
+                );
+                Err(Error::Delivery {
+                    topic: topic.to_string(),
+                    source,
+                })
+            }
         }
     }
     .instrument(span)

@@ -15,6 +15,7 @@ pub use kafka_orm_runtime::handler::{
     BatchFuture, FnBatchHandler, FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture,
     HandlerStats, OnExhausted, PartitionLag, RunningHandler,
 };
+pub use kafka_orm_runtime::health::{self, Health, HealthState, Reason};
 pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyColumn, KeyPart};
 pub use kafka_orm_runtime::outbox::relay::{
     FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RELAY_EPOCH_HEADER, RelayStats,
@@ -28,7 +29,7 @@ pub use kafka_orm_runtime::topic::{
     Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
     RetrySpec, Topic, TopicSpec,
 };
-pub use kafka_orm_runtime::{handler, inbox, outbox, schema};
+pub use kafka_orm_runtime::{handler, inbox, outbox, schema, telemetry};
 pub use transactional::{Outputs, PipelineStats, StatsHandle, TransactionalBuilder};
 
 pub mod transactional {

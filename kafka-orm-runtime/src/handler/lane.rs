@@ -263,6 +263,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                 return self.give_up(failed, Reason::Exhausted).await;
             }
             Counters::bump(&self.shared.counters.retries);
+            self.shared.metrics.retries.increment(1);
             tracing::info!(
                 topic = %delivery.topic, partition = delivery.partition, offset = delivery.offset,
                 attempt = delivery.attempt, error = %error, "handler failed; retrying"
@@ -302,6 +303,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         let done = self.forward_once(&topic, &record, failed.place).await;
         if let Done::Finished = done {
             Counters::bump(&self.shared.counters.retries);
+            self.shared.metrics.retries.increment(1);
             tracing::info!(topic = %record.topic, partition = record.partition, offset = record.offset, retry_topic = %topic, ?delay, "handler failed; retrying later through a retry topic");
         }
         done
@@ -325,6 +327,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
             let done = self.forward_once(dlq_topic, &record, failed.place).await;
             if let Done::Finished = done {
                 Counters::bump(&self.shared.counters.dead_lettered);
+                self.shared.metrics.dead_lettered.increment(1);
                 tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, dlq = %dlq_topic, ?reason, error = %error, "dead-lettered");
             }
             return done;
@@ -436,16 +439,22 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                 .map_err(Attempt::Infra)?
             {
                 Counters::bump(&self.shared.counters.duplicates);
+                self.shared.metrics.duplicates.increment(1);
                 let _ = txn.rollback().await;
                 return Ok(());
             }
-            self.call(&txn, delivery).await.map_err(Attempt::Handler)?;
+            if let Err(e) = self.call(&txn, delivery).await {
+                self.shared.metrics.processed(started.elapsed(), false);
+                return Err(Attempt::Handler(e));
+            }
             txn.commit()
                 .await
                 .map_err(|e| Attempt::Infra(Error::db("committing the handler transaction", e)))?;
             Counters::bump(&self.shared.counters.handled);
             Counters::bump(&self.shared.counters.transactions);
             self.shared.counters.latency.record(started.elapsed());
+            self.shared.metrics.handled.increment(1);
+            self.shared.metrics.processed(started.elapsed(), true);
             Ok(())
         }
         .instrument(span)
@@ -533,6 +542,10 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         c.duplicates.fetch_add(duplicates, Ordering::Relaxed);
         Counters::bump(&c.transactions);
         c.latency.record(started.elapsed());
+        let m = &self.shared.metrics;
+        m.handled.increment(new.len() as u64);
+        m.duplicates.increment(duplicates);
+        m.processed(started.elapsed(), true);
         true
     }
 }

@@ -212,6 +212,7 @@ pub(crate) struct Config {
     pub max_backoff: Duration,
     pub retry_topic_delays: Vec<Duration>,
     pub instance_id: Option<String>,
+    pub lag_threshold: Option<i64>,
 }
 
 impl<T: Consumable> TopicHandle<T> {
@@ -281,6 +282,7 @@ impl<T: Consumable> TopicHandle<T> {
                     vec![cap, cap * 4, cap * 16]
                 },
                 instance_id: None,
+                lag_threshold: None,
             },
         }
     }
@@ -374,6 +376,14 @@ impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
     /// once and a killed one after the session timeout.
     pub fn instance_id(mut self, name: impl Into<String>) -> Self {
         self.config.instance_id = Some(name.into());
+        self
+    }
+
+    /// [`RunningHandler::health`] is degraded while a partition's committed-offset lag (as
+    /// last sampled, every [`metrics_interval`](crate::KafkaOrmBuilder::metrics_interval))
+    /// is above `messages` (default: no threshold).
+    pub fn lag_threshold(mut self, messages: i64) -> Self {
+        self.config.lag_threshold = Some(messages.max(0));
         self
     }
 
@@ -524,7 +534,11 @@ pub struct PartitionLag {
     pub topic: String,
     /// The partition.
     pub partition: i32,
-    /// Messages between the consumer's position and the end of the partition.
+    /// Messages before the end of the partition, counted from the group's committed
+    /// offset ([`RunningHandler::committed_lag`], [`TopicConsumer::committed_lag`]) or the
+    /// consumer's position ([`RunningHandler::lag`]).
+    ///
+    /// [`TopicConsumer::committed_lag`]: crate::consumer::TopicConsumer::committed_lag
     pub lag: i64,
 }
 
@@ -537,6 +551,8 @@ pub struct RunningHandler {
     stop: tokio::sync::watch::Sender<bool>,
     stopped: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<Result<()>>,
+    /// What its health check reads.
+    pub(crate) watch: Arc<crate::health::HandlerWatch>,
 }
 
 impl RunningHandler {
@@ -545,10 +561,24 @@ impl RunningHandler {
         self.counters.snapshot()
     }
 
-    /// How far behind the handler is, per assigned partition: the broker's high watermark
-    /// minus the consumer's position (what was fetched; queued work counts as done).
+    /// How far behind fetching is, per assigned partition: the broker's high watermark
+    /// minus the consumer's position (what was fetched; fetched messages count as done
+    /// even while they wait or run). For how far the group's progress is behind, which a
+    /// restart resumes from, use [`committed_lag`](Self::committed_lag).
     pub async fn lag(&self, timeout: Duration) -> Result<Vec<PartitionLag>> {
         let lag = Arc::clone(&self.lag);
+        tokio::task::spawn_blocking(move || lag(timeout))
+            .await
+            .map_err(|_| Error::Shutdown)?
+    }
+
+    /// How far behind the group is, per assigned partition: the broker's high watermark
+    /// minus the group's committed offset (a partition with nothing committed counts from
+    /// its low watermark). Offsets are committed every second, so this lags the handler
+    /// by up to a second. Also sampled into the `kafka_orm.consumer.lag` gauge (see
+    /// [`crate::telemetry`]).
+    pub async fn committed_lag(&self, timeout: Duration) -> Result<Vec<PartitionLag>> {
+        let lag = Arc::clone(&self.watch.committed_lag);
         tokio::task::spawn_blocking(move || lag(timeout))
             .await
             .map_err(|_| Error::Shutdown)?

@@ -16,6 +16,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::watermark::Watermark;
 use super::{Config, Counters};
+use crate::telemetry::metrics::HandlerMetrics;
 
 /// A partition of one of the subscribed topics: (index into `Shared::topics`, partition).
 /// Index 0 is the topic itself; 1.. are its retry tiers.
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     parts: Mutex<HashMap<Tp, PartState>>,
     pub changed: Condvar,
     pub counters: Arc<Counters>,
+    /// The same events, for the installed `metrics` recorder.
+    pub metrics: HandlerMetrics,
     pub config: Config,
     next_epoch: AtomicU64,
     /// Set by `RunningHandler::abort`: behave as after a crash, commit nothing more.
@@ -55,6 +58,7 @@ impl Shared {
         counters: Arc<Counters>,
         config: Config,
         aborted: Arc<AtomicBool>,
+        metrics: HandlerMetrics,
     ) -> Self {
         Shared {
             topic: topics[0].clone(),
@@ -62,6 +66,7 @@ impl Shared {
             parts: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
             counters,
+            metrics,
             config,
             next_epoch: AtomicU64::new(1),
             aborted,
@@ -145,6 +150,7 @@ impl ConsumerContext for RunnerContext {
         };
         let shared = &self.shared;
         Counters::bump(&shared.counters.revocations);
+        shared.metrics.revoked.increment(1);
         let revoked = shared.ours(tpl);
         let mut parts = shared.lock();
         for p in &revoked {
@@ -186,6 +192,7 @@ impl ConsumerContext for RunnerContext {
         if let Rebalance::Assign(tpl) = rebalance {
             let shared = &self.shared;
             Counters::bump(&shared.counters.assignments);
+            shared.metrics.assigned.increment(1);
             let mut parts = shared.lock();
             for tp in shared.ours(tpl) {
                 parts.entry(tp).or_insert_with(|| shared.fresh_state());

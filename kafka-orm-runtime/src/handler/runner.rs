@@ -28,9 +28,12 @@ use crate::backoff::Backoff;
 use crate::consumer;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
+use crate::health::HandlerWatch;
 use crate::inbox;
 use crate::outbox::stable_hash;
 use crate::producer::Headers;
+use crate::telemetry::lag::{self, LagFn, LagSampler};
+use crate::telemetry::metrics::HandlerMetrics;
 use crate::topic::Consumable;
 
 pub(crate) async fn start<T: Consumable, H: Handler<T>>(
@@ -52,6 +55,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         Arc::clone(&counters),
         config.clone(),
         Arc::clone(&aborted),
+        HandlerMetrics::new(&topic, &group),
     ));
     let instance = config
         .instance_id
@@ -68,6 +72,20 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         None
     };
     let lag = lag_reader(Arc::clone(&client));
+    let watch = Arc::new(HandlerWatch {
+        orm: orm.clone(),
+        db: db.clone(),
+        topic: topic.clone(),
+        failure: Default::default(),
+        last_lag: LagSampler::spawn(
+            Arc::downgrade(&client),
+            group.clone(),
+            orm.metrics_interval(),
+        ),
+        lag_threshold: config.lag_threshold,
+        committed_lag: committed_lag_reader(Arc::clone(&client)),
+    });
+    let task_watch = Arc::clone(&watch);
     let lane_tasks = Arc::clone(&shared.lane_tasks);
     let (stop, stopping) = watch::channel(false);
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
@@ -104,6 +122,9 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
             Ok(()) => close(&lane).await,
             Err(e) => Err(e),
         };
+        if let Err(e) = &result {
+            task_watch.failed(e);
+        }
         notify.notify_one();
         result
     });
@@ -115,6 +136,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         stop,
         stopped,
         task,
+        watch,
     })
 }
 
@@ -160,7 +182,9 @@ fn consumer_for(
     Ok(client)
 }
 
-type LagFn = Arc<dyn Fn(Duration) -> Result<Vec<PartitionLag>> + Send + Sync>;
+fn committed_lag_reader(client: Arc<ClientGuard>) -> LagFn {
+    Arc::new(move |timeout| lag::committed_lag(client.get().as_ref(), timeout))
+}
 
 fn lag_reader(client: Arc<ClientGuard>) -> LagFn {
     Arc::new(move |timeout: Duration| -> Result<Vec<PartitionLag>> {
@@ -318,8 +342,10 @@ fn admit<T: Consumable, H>(lane: &Lane<T, H>, p: Polled) -> Option<Work<T>> {
         {
             st.paused = true;
             Counters::bump(&shared.counters.pauses);
+            shared.metrics.pauses.increment(1);
         }
     }
+    shared.metrics.consumed.increment(1);
     let place = Place {
         tp: p.tp,
         offset,
@@ -339,6 +365,7 @@ fn admit<T: Consumable, H>(lane: &Lane<T, H>, p: Polled) -> Option<Work<T>> {
         }
         Err(e) => {
             Counters::bump(&shared.counters.undecodable);
+            shared.metrics.undecodable.increment(1);
             Work::Undecodable {
                 raw: raw_record(&p.msg),
                 error: e.to_string(),

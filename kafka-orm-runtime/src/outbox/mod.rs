@@ -47,6 +47,7 @@
 //! snapshot-xmin filter, this never stalls behind unrelated long transactions.
 //! SQLite has one writer at a time, which serializes the same way.
 
+pub(crate) mod backlog;
 mod claim;
 mod deliver;
 mod lease;

@@ -38,6 +38,8 @@ use super::{now_ms, placeholders, table_of};
 use crate::backoff::Backoff;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
+use crate::health::RelayWatch;
+use crate::telemetry::metrics::RelayMetrics;
 use crate::topic::TopicSpec;
 
 pub use super::lease::{LEASE_TABLE, MEMBER_TABLE};
@@ -65,6 +67,8 @@ pub mod defaults {
     pub const LEASE_TTL: Duration = Duration::from_secs(6);
     /// Lease renewal interval.
     pub const LEASE_RENEW: Duration = Duration::from_secs(1);
+    /// Health: degraded when the oldest waiting row is older than this.
+    pub const HEALTH_MAX_AGE: Duration = Duration::from_secs(60);
 }
 
 /// Configures and starts an outbox relay; get one with [`KafkaOrm::outbox_relay`].
@@ -80,6 +84,7 @@ pub struct OutboxRelayBuilder {
     timing: LeaseTiming,
     listen: bool,
     instance_id: String,
+    health_max_age: Duration,
 }
 
 impl KafkaOrm {
@@ -95,6 +100,7 @@ impl KafkaOrm {
             timing: LeaseTiming::new(defaults::LEASE_TTL, defaults::LEASE_RENEW),
             listen: true,
             instance_id: uuid::Uuid::now_v7().to_string(),
+            health_max_age: defaults::HEALTH_MAX_AGE,
         }
     }
 }
@@ -158,8 +164,16 @@ impl OutboxRelayBuilder {
         self
     }
 
+    /// [`OutboxRelay::health`] is degraded while the oldest waiting row (sampled every
+    /// [`metrics_interval`](crate::KafkaOrmBuilder::metrics_interval)) is older than `age`
+    /// (default 60 s).
+    pub fn health_max_age(mut self, age: Duration) -> Self {
+        self.health_max_age = age;
+        self
+    }
+
     /// Starts one task per outbox table (plus its lease keeper, and one listener on
-    /// PostgreSQL).
+    /// PostgreSQL), and the backlog sampler.
     ///
     /// Fails when the context has no database, no topic has an outbox, or a producer
     /// cannot be created.
@@ -196,9 +210,12 @@ impl OutboxRelayBuilder {
             )));
         }
         let mut wakers = HashMap::new();
+        let mut sampled = Vec::new();
         for spec in specs {
             let wake = Arc::new(Notify::new());
             wakers.insert(table_of(spec).to_string(), Arc::clone(&wake));
+            let metrics = RelayMetrics::new(table_of(spec), &self.orm.topic_name(spec));
+            sampled.push((table_of(spec), metrics.clone()));
             let table = Table {
                 config: self.clone(),
                 db: db.clone(),
@@ -212,6 +229,7 @@ impl OutboxRelayBuilder {
                 leased,
                 me: self.instance_id.clone(),
                 timing: self.timing,
+                metrics,
             };
             let worker = Worker {
                 table,
@@ -223,7 +241,24 @@ impl OutboxRelayBuilder {
             };
             tasks.push(tokio::spawn(worker.run()));
         }
-        if backend == DatabaseBackend::Postgres && self.listen {
+        let watch = RelayWatch {
+            orm: self.orm.clone(),
+            db: db.clone(),
+            leased,
+            listens: backend == DatabaseBackend::Postgres && self.listen,
+            tables: sampled.iter().map(|(t, _)| *t).collect(),
+            backlog: Arc::default(),
+            max_age: self.health_max_age,
+        };
+        tasks.push(tokio::spawn(super::backlog::sample(
+            db.clone(),
+            sampled,
+            self.orm.metrics_interval(),
+            stopped.clone(),
+            Arc::clone(&watch.backlog),
+            Arc::clone(&shared),
+        )));
+        if watch.listens {
             tasks.push(tokio::spawn(super::listen::listen(
                 db,
                 wakers,
@@ -236,6 +271,7 @@ impl OutboxRelayBuilder {
             stop,
             tasks,
             shared,
+            watch,
         })
     }
 
@@ -281,6 +317,8 @@ pub(crate) struct Shared {
     /// Set by [`OutboxRelay::abort`]: behave as a crash, release nothing.
     pub(crate) aborted: AtomicBool,
     owned: Mutex<HashMap<&'static str, usize>>,
+    /// The last lease round's error per table (none after a round that worked).
+    lease_errors: Mutex<HashMap<&'static str, String>>,
 }
 
 impl Shared {
@@ -296,14 +334,38 @@ impl Shared {
             o.insert(table, n);
         }
     }
+
+    /// Buckets of `table` this instance owns.
+    pub(crate) fn owned_of(&self, table: &str) -> usize {
+        self.owned
+            .lock()
+            .map(|o| o.get(table).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Records how the last lease round of `table` went.
+    pub(crate) fn lease_round(&self, table: &'static str, error: Option<String>) {
+        if let Ok(mut errors) = self.lease_errors.lock() {
+            match error {
+                Some(e) => errors.insert(table, e),
+                None => errors.remove(table),
+            };
+        }
+    }
+
+    /// The last lease round's error of `table`, if it failed.
+    pub(crate) fn lease_error(&self, table: &str) -> Option<String> {
+        self.lease_errors.lock().ok()?.get(table).cloned()
+    }
 }
 
 /// A running relay. [`OutboxRelay::shutdown`] stops it after the batches in flight are
 /// delivered and recorded; dropping it stops it the same way, in the background.
 pub struct OutboxRelay {
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    shared: Arc<Shared>,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) watch: RelayWatch,
 }
 
 /// Counters of one relay instance since it started.
@@ -399,6 +461,7 @@ pub(crate) struct Table {
     pub leased: bool,
     pub me: String,
     pub timing: LeaseTiming,
+    metrics: RelayMetrics,
 }
 
 impl Table {
@@ -644,6 +707,7 @@ impl Worker {
 
     /// Claims, delivers and records one batch; returns the number of rows claimed.
     async fn batch(&mut self, window: &mut ClaimWindow, view: &LeaseView) -> Result<usize> {
+        let started = std::time::Instant::now();
         let rows = self.table.claim(window, view).await?;
         if rows.is_empty() {
             return Ok(0);
@@ -657,6 +721,7 @@ impl Worker {
         }
         .instrument(span)
         .await?;
+        self.table.metrics.batch(n, started.elapsed());
         self.table.renew_producer_if_fatal()?;
         Ok(n)
     }
@@ -666,6 +731,7 @@ impl Worker {
         let deleted = self.table.delete(&outcome.delivered, view).await?;
         self.shared.delivered.fetch_add(deleted, Relaxed);
         let fenced = outcome.delivered.len() as u64 - deleted.min(outcome.delivered.len() as u64);
+        self.table.metrics.delivered(deleted, fenced);
         if fenced > 0 {
             self.shared.fenced.fetch_add(fenced, Relaxed);
             self.shared.error(format!(
@@ -687,6 +753,7 @@ impl Worker {
             };
             let wait = policy.delay_now(attempts.max(1) as u32);
             self.shared.failed.fetch_add(1, Relaxed);
+            self.table.metrics.failed(transient);
             self.shared.error(format!(
                 "row {} (key {:?}) of `{}` failed attempt {attempts}: {error}; retrying in {wait:?}",
                 row.id, row.key, self.table.table

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use super::{now_ms, table_of};
 use crate::context::KafkaOrm;
@@ -50,22 +50,7 @@ impl KafkaOrm {
         for spec in self.topics().iter().filter(|s| s.outbox.is_some()) {
             let table = table_of(spec);
             let ctx = || format!("reading the status of outbox table `{table}`");
-            let summary = db
-                .query_one_raw(Statement::from_string(
-                    backend,
-                    format!("SELECT COUNT(*), MIN(created_at) FROM \"{table}\""),
-                ))
-                .await
-                .map_err(|e| Error::db(ctx(), e))?;
-            let (backlog, oldest) = match summary {
-                Some(r) => (
-                    r.try_get_by_index::<i64>(0)
-                        .map_err(|e| Error::db(ctx(), e))?,
-                    r.try_get_by_index::<Option<i64>>(1)
-                        .map_err(|e| Error::db(ctx(), e))?,
-                ),
-                None => (0, None),
-            };
+            let (backlog, oldest_age) = backlog(db, table).await?;
             let failing = db
                 .query_all_raw(Statement::from_string(
                     backend,
@@ -91,11 +76,38 @@ impl KafkaOrm {
             out.push(OutboxStatus {
                 type_name: spec.type_name,
                 table,
-                backlog: backlog.max(0) as u64,
-                oldest_age: oldest.map(|c| Duration::from_millis((now_ms() - c).max(0) as u64)),
+                backlog,
+                oldest_age,
                 failing,
             });
         }
         Ok(out)
     }
+}
+
+/// Rows waiting in outbox `table` and the age of the oldest (one statement; the relay's
+/// backlog gauges sample it too).
+pub(crate) async fn backlog(
+    db: &DatabaseConnection,
+    table: &str,
+) -> Result<(u64, Option<Duration>)> {
+    let ctx = || format!("reading the backlog of outbox table `{table}`");
+    let summary = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*), MIN(created_at) FROM \"{table}\""),
+        ))
+        .await
+        .map_err(|e| Error::db(ctx(), e))?;
+    let Some(r) = summary else {
+        return Ok((0, None));
+    };
+    let rows = r
+        .try_get_by_index::<i64>(0)
+        .map_err(|e| Error::db(ctx(), e))?;
+    let oldest = r
+        .try_get_by_index::<Option<i64>>(1)
+        .map_err(|e| Error::db(ctx(), e))?;
+    let age = oldest.map(|c| Duration::from_millis((now_ms() - c).max(0) as u64));
+    Ok((rows.max(0) as u64, age))
 }

@@ -1,0 +1,69 @@
+//! [`RunningHandler::health`]: the connections, whether the handler still runs (or what
+//! stopped it), and its sampled committed-offset lag against its threshold.
+
+use std::sync::{Arc, Mutex};
+
+use sea_orm::DatabaseConnection;
+
+use super::{Health, Reason, probe};
+use crate::context::KafkaOrm;
+use crate::error::Error;
+use crate::handler::RunningHandler;
+use crate::telemetry::lag::{LagFn, LastLag};
+
+/// What a handler's health check reads, filled by the running handler.
+pub(crate) struct HandlerWatch {
+    pub orm: KafkaOrm,
+    pub db: DatabaseConnection,
+    /// The handler's topic (namespace applied).
+    pub topic: String,
+    /// The error that stopped the handler, once it did.
+    pub failure: Mutex<Option<String>>,
+    /// The lag sampler's last sample.
+    pub last_lag: Arc<LastLag>,
+    /// Degraded above this lag.
+    pub lag_threshold: Option<i64>,
+    /// Reads the committed-offset lag now (blocking).
+    pub committed_lag: LagFn,
+}
+
+impl HandlerWatch {
+    /// Records the error that stopped the handler.
+    pub fn failed(&self, error: &Error) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+    }
+}
+
+impl RunningHandler {
+    /// Ready when the broker and the database answer and the handler runs; down once it
+    /// stopped (with the error, if one stopped it); degraded while a partition's sampled
+    /// committed-offset lag is above [`lag_threshold`](crate::handler::HandlerBuilder::lag_threshold).
+    /// Takes at most [`PROBE_TIMEOUT`](super::PROBE_TIMEOUT).
+    pub async fn health(&self) -> Health {
+        let watch = &self.watch;
+        let mut reasons = probe::connections(&watch.orm, Some(&watch.db)).await;
+        if self.is_finished() {
+            let topic = watch.topic.clone();
+            let failure = watch
+                .failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            reasons.push(match failure {
+                Some(error) => Reason::HandlerFailed { topic, error },
+                None => Reason::HandlerStopped { topic },
+            });
+        }
+        if let (Some(threshold), Some(lag)) = (watch.lag_threshold, watch.last_lag.get()) {
+            reasons.extend(lag.into_iter().filter(|p| p.lag > threshold).map(|p| {
+                Reason::LagAboveThreshold {
+                    topic: p.topic,
+                    partition: p.partition,
+                    lag: p.lag,
+                    threshold,
+                }
+            }));
+        }
+        Health::from_reasons(reasons)
+    }
+}
