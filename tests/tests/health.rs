@@ -1,0 +1,317 @@
+//! Health of the context, a relay and a handler while the broker and the database go away
+//! and come back. The broker is librdkafka's mock cluster and the database a private
+//! PostgreSQL server of this test (started with `scripts/postgres` on a port of its own):
+//! the suite's shared broker and database are never stopped.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kafka_orm::deps::rdkafka::mocking::MockCluster;
+use kafka_orm::deps::sea_orm::{self, DatabaseConnection, TransactionTrait};
+use kafka_orm::{Health, HealthState, KafkaOrm, Reason, Topic};
+use kafka_orm_tests::{postgres_url, unique_namespace};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
+#[topic(
+    name = "health.orders",
+    key = "customer",
+    outbox,
+    inbox(dedup = "id"),
+    partitions = 2,
+    group = "health-billing",
+    retry(attempts = 1, backoff = "10ms", max_backoff = "10ms")
+)]
+struct Order {
+    id: i64,
+    customer: String,
+    poison: bool,
+}
+
+fn order(id: i64, poison: bool) -> Order {
+    Order {
+        id,
+        customer: format!("c{}", id % 4),
+        poison,
+    }
+}
+
+/// A PostgreSQL server of this test's own, stopped and deleted on drop.
+struct PrivatePostgres {
+    port: u16,
+    state: PathBuf,
+}
+
+impl PrivatePostgres {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let state =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/health-pg/{port}"));
+        let pg = PrivatePostgres { port, state };
+        pg.run("start").await;
+        pg
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://kafka_orm:kafka_orm@127.0.0.1:{}/kafka_orm",
+            self.port
+        )
+    }
+
+    fn command(&self, what: &str) -> std::process::Command {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres");
+        let mut cmd = std::process::Command::new(script);
+        cmd.arg(what)
+            .env("PG_PORT", self.port.to_string())
+            .env("KAFKA_ORM_STATE", &self.state)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    async fn run(&self, what: &str) {
+        let mut cmd = self.command(what);
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .unwrap()
+            .expect("running scripts/postgres");
+        assert!(
+            out.status.success(),
+            "scripts/postgres {what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.command("reset").output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// Calls `check` until its health satisfies `ok`, at most `secs`; returns that health.
+async fn wait_for<F, Fut>(
+    secs: u64,
+    what: &str,
+    mut check: F,
+    ok: impl Fn(&Health) -> bool,
+) -> Health
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Health>,
+{
+    let mut last = None;
+    let found = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            let health = check().await;
+            if ok(&health) {
+                return health;
+            }
+            last = Some(health);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("timed out after {secs}s: {what}; last: {last:?}"))
+}
+
+fn has(health: &Health, what: impl Fn(&Reason) -> bool) -> bool {
+    health.reasons.iter().any(what)
+}
+
+fn broker_down(r: &Reason) -> bool {
+    matches!(r, Reason::BrokerUnreachable { .. })
+}
+
+fn database_down(r: &Reason) -> bool {
+    matches!(r, Reason::DatabaseUnreachable { .. })
+}
+
+fn ready(h: &Health) -> bool {
+    h.state == HealthState::Ready
+}
+
+/// Handlers wait while this is shut.
+static GATE_OPEN: AtomicBool = AtomicBool::new(true);
+
+async fn connect(url: &str) -> DatabaseConnection {
+    let mut opts = sea_orm::ConnectOptions::new(url);
+    opts.max_connections(16)
+        .acquire_timeout(Duration::from_secs(2))
+        .sqlx_logging(false);
+    sea_orm::Database::connect(opts).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_broker_and_the_database_going_away_and_coming_back() {
+    // The shared services are not used, but the test needs the PostgreSQL install that
+    // ./scripts/test provides; without it, it skips (or fails) like every PostgreSQL test.
+    if postgres_url().is_none() {
+        return;
+    }
+    let pg = PrivatePostgres::start().await;
+    let db = connect(&pg.url()).await;
+    let mock = MockCluster::new(1).unwrap();
+    let namespace = unique_namespace("health");
+    mock.create_topic(&format!("{namespace}{}", Order::SPEC.name), 2, 1)
+        .unwrap();
+    let orm = KafkaOrm::builder()
+        .bootstrap_servers(mock.bootstrap_servers())
+        .namespace(namespace)
+        .create_topics(false)
+        .metrics_interval(Duration::from_millis(200))
+        .database(db.clone())
+        .build()
+        .await
+        .unwrap();
+    let relay = orm
+        .outbox_relay()
+        .leases(Duration::from_secs(3), Duration::from_millis(200))
+        .poll_interval(Duration::from_millis(100))
+        .health_max_age(Duration::from_secs(1))
+        .spawn()
+        .unwrap();
+    let handler = orm
+        .topic::<Order>()
+        .handler(|_txn, msg| {
+            Box::pin(async move {
+                while !GATE_OPEN.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if msg.poison {
+                    return Err("poison".into());
+                }
+                Ok(())
+            })
+        })
+        .lag_threshold(5)
+        .spawn()
+        .await
+        .unwrap();
+    let all_ready = || async {
+        orm.health()
+            .await
+            .merge(relay.health().await)
+            .merge(handler.health().await)
+    };
+    wait_for(30, "everything ready", all_ready, ready).await;
+
+    // Lag above the threshold: degraded, still ready.
+    GATE_OPEN.store(false, Ordering::SeqCst);
+    let orders: Vec<Order> = (0..20).map(|i| order(i, false)).collect();
+    orm.topic::<Order>().produce_all(&orders).await.unwrap();
+    let lagging = wait_for(
+        20,
+        "degraded by lag",
+        || handler.health(),
+        |h| h.state == HealthState::Degraded,
+    )
+    .await;
+    assert!(lagging.is_ready() && lagging.is_live(), "{lagging}");
+    assert!(
+        has(
+            &lagging,
+            |r| matches!(r, Reason::LagAboveThreshold { lag, threshold: 5, .. } if *lag > 5)
+        ),
+        "{lagging}"
+    );
+    GATE_OPEN.store(true, Ordering::SeqCst);
+    wait_for(30, "the lag drained", || handler.health(), ready).await;
+
+    // The broker goes away: live, not ready, with the reason; the outbox falls behind.
+    mock.broker_down(1).unwrap();
+    let txn = db.begin().await.unwrap();
+    orm.topic::<Order>()
+        .publish(&txn, &order(100, false))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let orm_down = wait_for(20, "no broker", || orm.health(), |h| has(h, broker_down)).await;
+    assert_eq!(orm_down.state, HealthState::Live, "{orm_down}");
+    assert!(orm_down.is_live() && !orm_down.is_ready());
+    let relay_down = wait_for(
+        20,
+        "relay: no broker, behind",
+        || relay.health(),
+        |h| has(h, broker_down) && has(h, |r| matches!(r, Reason::OutboxBehind { .. })),
+    )
+    .await;
+    assert_eq!(relay_down.state, HealthState::Live, "{relay_down}");
+    let handler_down = wait_for(
+        20,
+        "handler: no broker",
+        || handler.health(),
+        |h| has(h, broker_down),
+    )
+    .await;
+    assert_eq!(handler_down.state, HealthState::Live, "{handler_down}");
+    mock.broker_up(1).unwrap();
+    wait_for(60, "ready once the broker is back", all_ready, ready).await;
+
+    // The database goes away: live, not ready; the relay's leases stop renewing.
+    pg.run("stop").await;
+    let orm_down = wait_for(
+        20,
+        "no database",
+        || orm.health(),
+        |h| has(h, database_down),
+    )
+    .await;
+    assert_eq!(orm_down.state, HealthState::Live, "{orm_down}");
+    let relay_down = wait_for(
+        20,
+        "relay: no database, no lease",
+        || relay.health(),
+        |h| has(h, database_down) && has(h, |r| matches!(r, Reason::LeaseNotRenewed { .. })),
+    )
+    .await;
+    assert!(
+        relay_down.is_live() && !relay_down.is_ready(),
+        "{relay_down}"
+    );
+    let handler_down = wait_for(
+        20,
+        "handler: no database",
+        || handler.health(),
+        |h| has(h, database_down),
+    )
+    .await;
+    assert_eq!(handler_down.state, HealthState::Live, "{handler_down}");
+    pg.run("start").await;
+    let back = wait_for(60, "ready once the database is back", all_ready, ready).await;
+    assert!(back.reasons.is_empty(), "{back}");
+
+    // A handler stopped by a message it cannot handle (no dlq): down, with the error.
+    orm.topic::<Order>()
+        .produce(&order(200, true))
+        .await
+        .unwrap();
+    let failed = wait_for(
+        30,
+        "the handler failed",
+        || handler.health(),
+        |h| h.state == HealthState::Down,
+    )
+    .await;
+    assert!(!failed.is_live() && !failed.is_ready(), "{failed}");
+    assert!(
+        has(
+            &failed,
+            |r| matches!(r, Reason::HandlerFailed { error, .. } if error.contains("poison"))
+        ),
+        "{failed}"
+    );
+    assert!(ready(&orm.health().await), "the context itself is fine");
+    assert!(
+        handler.shutdown().await.is_err(),
+        "it stopped on the poison message"
+    );
+    relay.shutdown(Duration::from_secs(10)).await;
+}
