@@ -2,20 +2,18 @@
 //! `impl Topic` and every marker, with `unreachable!()` bodies, so that code using the
 //! type (`orm.topic::<T>()`, `publish`, `handle`) type-checks and the only errors shown
 //! are the ones about the attribute. The outbox and inbox entities are emitted too, with
-//! their fixed columns only, so that queries through them do not fail either.
+//! their fixed columns only (a bare `inbox`'s), so that queries through them do not fail
+//! either.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::DeriveInput;
 use syn::ext::IdentExt;
-use syn::spanned::Spanned;
 
-use crate::attr::{Attrs, Setting};
-use crate::check;
+use crate::attr::Attrs;
+use crate::check::{self, Role, Table, usable_table};
 use crate::expand::entity::Entity;
-use crate::expand::{inbox, outbox, respan, wrap_in_const};
-use crate::model;
-use crate::naming;
+use crate::expand::{respan, wrap_in_const};
 
 pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
     // A generic type cannot implement `Topic` at all (it is `'static` and concrete), and
@@ -23,7 +21,7 @@ pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
     if !input.generics.params.is_empty() || matches!(input.data, syn::Data::Union(_)) {
         return TokenStream::new();
     }
-    let krate = model::krate(attrs);
+    let krate = check::krate(attrs);
     let p = quote!(#krate::__private);
     let ident = &input.ident;
     let type_name = format!("::{}", ident.unraw());
@@ -65,57 +63,32 @@ pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
     }
 }
 
-/// The entity modules of the outbox and inbox whose table names are usable.
+/// The entity modules of the outbox and inbox whose table names are usable, without
+/// typed columns.
 fn entities(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
-    let krate = model::krate(attrs);
-    let table = |t: &Option<Setting<syn::LitStr>>, flag: &syn::Path, suffix| {
-        let (name, span) = match t {
-            Some(t) => (t.value.value(), t.value.span()),
-            None => (check::default_table(input, suffix), flag.span()),
-        };
-        naming::check_table_name(&name)
-            .and_then(|()| naming::check_module_name(&name))
-            .ok()
-            .map(|()| (name, span))
-    };
-    let entity = |what, (table, table_span): (String, proc_macro2::Span), fields| {
+    let krate = check::krate(attrs);
+    let entity = |(table, table_span): (String, Span), role| {
         Entity {
             krate: &krate,
             vis: &input.vis,
             ident: &input.ident,
-            what,
             table: &table,
             table_span,
-            fields,
-            aliases: Vec::new(),
+            role,
+            fields: &[],
         }
         .expand()
     };
-    let outbox_table = attrs
+    let outbox = attrs
         .outbox
         .as_ref()
-        .and_then(|o| table(&o.value.table, &o.path, "_outbox"));
-    let inbox_table = attrs
+        .and_then(|o| usable_table(input, &o.path, &o.value.table, Table::Outbox));
+    let inbox = attrs
         .inbox
         .as_ref()
-        .and_then(|i| table(&i.value.table, &i.path, "_inbox"))
-        .filter(|(name, _)| outbox_table.as_ref().is_none_or(|(o, _)| o != name));
-    let mut out = TokenStream::new();
-    if let Some(table) = outbox_table {
-        out.extend(entity("outbox", table, outbox::fixed_fields()));
-    }
-    if let Some(table) = inbox_table {
-        // A bare `inbox` dedups on the message id; typed dedup columns are left out.
-        let bare = attrs
-            .inbox
-            .as_ref()
-            .is_some_and(|i| i.value.dedup.is_none());
-        let dedup = if bare {
-            vec![quote!(pub message_id: String)]
-        } else {
-            Vec::new()
-        };
-        out.extend(entity("inbox", table, inbox::fields(dedup)));
-    }
-    out
+        .and_then(|i| usable_table(input, &i.path, &i.value.table, Table::Inbox))
+        .filter(|(name, _)| outbox.as_ref().is_none_or(|(o, _)| o != name));
+    let outbox = outbox.map(|table| entity(table, Role::Key));
+    let inbox = inbox.map(|table| entity(table, Role::Dedup));
+    quote!(#outbox #inbox)
 }

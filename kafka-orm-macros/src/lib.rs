@@ -2,10 +2,11 @@
 //! `kafka_orm::Topic`, whose documentation is the reference for `#[topic(..)]`.
 //!
 //! This file is the only one that uses `proc_macro`; everything else works on
-//! `proc_macro2`, so it can be unit-tested. The derive runs in four passes:
-//! `attr.rs` (raw settings) → `check.rs` (what they mean) → `model.rs` (resolved
-//! values, built only when there is no error) → `expand/` (code). Errors are collected
-//! in `ctxt.rs` and emitted together with the stub of `fallback.rs`.
+//! `proc_macro2`, so it can be unit-tested. The derive runs in three passes, as
+//! serde_derive and thiserror do: `attr/` (the raw settings) → `check/` (what they mean,
+//! checked and resolved into the `model.rs` types; a model only when there is no error)
+//! → `expand/` (code, which never fails). Errors are collected in `ctxt.rs` and emitted
+//! together with the stub of `fallback.rs`.
 
 mod attr;
 mod check;

@@ -60,22 +60,11 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
             "`{name}` is not a valid Kafka topic name; Kafka reserves `.` and `..`"
         ));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "invalid Kafka topic name `{name}`: {} is not allowed; a topic name uses only ASCII letters, digits, `.`, `_` and `-`",
-            describe_char(bad)
-        ));
-    }
-    let len = name.len();
-    if len > MAX_TOPIC_LEN {
-        return Err(format!(
-            "the Kafka topic name is {len} characters long; Kafka allows at most {MAX_TOPIC_LEN}"
-        ));
-    }
-    Ok(())
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    chars_and_length(name, allowed, MAX_TOPIC_LEN).map_err(|problem| match problem {
+        Problem::Char(bad) => format!("invalid Kafka topic name `{name}`: {bad} is not allowed; a topic name uses only ASCII letters, digits, `.`, `_` and `-`"),
+        Problem::Length(len) => format!("the Kafka topic name is {len} characters long; Kafka allows at most {MAX_TOPIC_LEN}"),
+    })
 }
 
 /// Checks an SQL table name (a plain identifier that needs no quoting on PostgreSQL
@@ -90,22 +79,13 @@ pub fn check_table_name(name: &str) -> Result<(), String> {
             "invalid table name `{name}`: it starts with a digit; {RULE}"
         ));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
-    {
-        return Err(format!(
-            "invalid table name `{name}`: {} is not allowed; {RULE}",
-            describe_char(bad)
-        ));
-    }
-    let len = name.len();
-    if len > MAX_TABLE_LEN {
-        return Err(format!(
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    chars_and_length(name, allowed, MAX_TABLE_LEN).map_err(|problem| match problem {
+        Problem::Char(bad) => format!("invalid table name `{name}`: {bad} is not allowed; {RULE}"),
+        Problem::Length(len) => format!(
             "table name `{name}` is {len} characters long; PostgreSQL's limit is {MAX_TABLE_LEN}"
-        ));
-    }
-    Ok(())
+        ),
+    })
 }
 
 /// Checks that a (valid) table name can name the module of its generated SeaORM entity:
@@ -115,6 +95,25 @@ pub fn check_module_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "`{name}` cannot name the module of the table's generated SeaORM entity; choose another table name"
         ));
+    }
+    Ok(())
+}
+
+/// What is wrong with a name that has no special case left.
+enum Problem {
+    /// The first character that is not allowed, described.
+    Char(String),
+    /// The name's length, over the limit.
+    Length(usize),
+}
+
+/// Every character of `name` `allowed`, and at most `max` bytes long.
+fn chars_and_length(name: &str, allowed: impl Fn(char) -> bool, max: usize) -> Result<(), Problem> {
+    if let Some(bad) = name.chars().find(|&c| !allowed(c)) {
+        return Err(Problem::Char(describe_char(bad)));
+    }
+    if name.len() > max {
+        return Err(Problem::Length(name.len()));
     }
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! and all behaviour lives in generic runtime code (producer, consumer, outbox,
 //! inbox) that reads the spec.
 
+use std::time::Duration;
+
 use crate::codec::Codec;
 use crate::key::{DedupColumn, DedupValue, KeyBytes, KeyColumn};
 
@@ -97,7 +99,8 @@ pub struct TopicSpec {
     pub outbox: Option<OutboxSpec>,
     /// Inbox settings, when `inbox` is set.
     pub inbox: Option<InboxSpec>,
-    /// In-place retry policy of the consumer.
+    /// In-place retry policy of the consumer; `None`: the defaults,
+    /// [`handler::defaults::RETRY`](crate::handler::defaults::RETRY).
     pub retry: Option<RetrySpec>,
     /// Whether failed messages go through delayed retry topics (Spring-style tiers).
     pub retry_topics: bool,
@@ -137,20 +140,22 @@ pub struct InboxSpec {
     pub dedup_fields: &'static [&'static str],
     /// The column type of each dedup field, in the same order.
     pub dedup_columns: &'static [DedupColumn],
-    /// How long inbox rows are kept, in seconds (default 7 days).
+    /// How long inbox rows are kept, in seconds (default
+    /// [`handler::defaults::INBOX_RETENTION`](crate::handler::defaults::INBOX_RETENTION)).
     pub retention_secs: u64,
 }
 
-/// In-place retry policy (`retry(attempts = 5, backoff = "100ms", max_backoff = "30s")`).
+/// In-place retry policy (`retry(attempts = 5, backoff = "100ms", max_backoff = "30s")`;
+/// what is left out is [`handler::defaults`](crate::handler::defaults)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetrySpec {
     /// Total attempts, the first one included (>= 1).
     pub attempts: u32,
-    /// First backoff, in milliseconds; doubled per attempt.
-    pub backoff_ms: u64,
-    /// Cap on the backoff, in milliseconds.
-    pub max_backoff_ms: u64,
+    /// First backoff; doubled per attempt.
+    pub backoff: Duration,
+    /// Cap on the backoff.
+    pub max_backoff: Duration,
 }
 
 /// Dead-letter topic settings (`dlq` or `dlq = "name"`).
@@ -160,9 +165,6 @@ pub struct DlqSpec {
     /// Name of the dead-letter topic (default: `<topic>.dlq`).
     pub topic: &'static str,
 }
-
-/// Default inbox retention: 7 days.
-pub const DEFAULT_INBOX_RETENTION_SECS: u64 = 7 * 24 * 3600;
 
 impl TopicSpec {
     /// A spec with only the required parts set; the derive adds the rest with the
@@ -282,11 +284,11 @@ impl InboxSpec {
 
 impl RetrySpec {
     /// Retry policy; see the field docs.
-    pub const fn new(attempts: u32, backoff_ms: u64, max_backoff_ms: u64) -> Self {
+    pub const fn new(attempts: u32, backoff: Duration, max_backoff: Duration) -> Self {
         RetrySpec {
             attempts,
-            backoff_ms,
-            max_backoff_ms,
+            backoff,
+            max_backoff,
         }
     }
 }

@@ -4,6 +4,8 @@
 #![doc = include_str!("../docs/overview.md")]
 #![warn(missing_docs)]
 
+mod entity;
+
 #[doc = include_str!("../docs/topic.md")]
 pub use kafka_orm_macros::Topic;
 
@@ -55,14 +57,15 @@ pub mod __private {
     pub mod prelude {
         pub use ::std::prelude::rust_2021::*;
     }
-    pub use ::core::concat;
-    pub use ::core::module_path;
     pub use ::core::option::Option::{self, None, Some};
+    pub use ::core::time::Duration;
+    pub use ::core::{assert, concat, module_path};
     pub use ::inventory;
     pub use ::sea_orm;
     pub use ::serde;
     pub use ::std::vec::Vec;
     pub use kafka_orm_runtime::codec::{Codec, Json};
+    pub use kafka_orm_runtime::handler::defaults;
     pub use kafka_orm_runtime::key::{
         self, ColumnType, DedupPart, DedupValue, KeyBytes, KeyColumn, KeyPart,
     };
@@ -71,6 +74,9 @@ pub mod __private {
         Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
         RetrySpec, Topic, TopicSpec,
     };
+
+    /// The entity hooks (`entity.rs`): the modules, or nothing without `entities`.
+    pub use crate::{__inbox_entity as inbox_entity, __outbox_entity as outbox_entity};
 }
 
 /// The README's examples, compiled as doc tests so they stay true.

@@ -1,95 +1,97 @@
 //! The SeaORM entity module of an outbox or inbox table (STYLE.md §4): data only, for
 //! users to query the table with SeaORM. The runtime owns the DDL and every statement it
-//! runs; the columns here mirror `outbox::create_table_sql` / `inbox::create_table_sql`.
+//! runs.
+//!
+//! The derive emits a call to a `macro_rules!` hook of the facade,
+//! `__private::outbox_entity!` or `__private::inbox_entity!`, with what differs per topic:
+//! the module's name and visibility, the table and its typed key or dedup columns. The hook
+//! adds the fixed columns and the SeaORM boilerplate, or nothing at all when the facade's
+//! `entities` feature is off (STYLE.md §5: no `cfg!(feature)` in the macro).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
+use quote::{format_ident, quote};
 use syn::{Ident, Path, Type, Visibility};
 
+use super::column_type;
 use crate::check::Role;
-use crate::model::FieldRef;
+use crate::model::{FieldRef, TopicModel};
 
-/// Where and how to emit one entity module.
+/// The entity modules of the topic's outbox and inbox (users name them, so they go
+/// outside the const block).
+pub fn expand(model: &TopicModel) -> TokenStream {
+    let entity = |table, table_span, role, fields| {
+        Entity {
+            krate: &model.krate,
+            vis: model.vis,
+            ident: model.ident,
+            table,
+            table_span,
+            role,
+            fields,
+        }
+        .expand()
+    };
+    let outbox = model
+        .outbox
+        .as_ref()
+        .map(|o| entity(&o.table, o.table_span, Role::Key, &model.key));
+    let inbox = model
+        .inbox
+        .as_ref()
+        .map(|i| entity(&i.table, i.table_span, Role::Dedup, &i.dedup));
+    quote!(#outbox #inbox)
+}
+
+/// One entity module, as a hook call.
 pub struct Entity<'a> {
     pub krate: &'a Path,
     pub vis: &'a Visibility,
     /// The topic type, for the module's doc.
     pub ident: &'a Ident,
-    /// `"outbox"` or `"inbox"`, for the module's doc.
-    pub what: &'static str,
     pub table: &'a str,
     pub table_span: Span,
-    /// The `Model` fields after `id`, in the table's column order.
-    pub fields: Vec<TokenStream>,
-    /// Type aliases the fields use (typed columns of types not known by name): each
-    /// definition, placed next to the topic type, and its name, imported into the module.
-    pub aliases: Vec<(TokenStream, Ident)>,
+    /// Which table, and so which hook and fixed columns.
+    pub role: Role,
+    /// The typed key or dedup columns, in order; empty for a bare `inbox`, whose hook adds
+    /// `message_id`.
+    pub fields: &'a [FieldRef<'a>],
 }
 
 impl Entity<'_> {
     pub fn expand(self) -> TokenStream {
         let krate = self.krate;
-        let vis = self.vis;
-        let table = self.table;
-        let module = module_ident(table, self.table_span);
-        let doc = format!(
-            " SeaORM entity of `{table}`, the {} table of `{}` (data only: kafka-orm creates the table and writes its rows).",
-            self.what, self.ident
-        );
-        // What the module needs from the type's module is resolved there, next to the
-        // type, and imported by name: a glob import of the parent would let the user's
-        // names (e.g. a `type Result<T> = ..` alias) shadow the ones SeaORM's derives use.
-        let relative_krate = krate.leading_colon.is_none()
-            && krate.segments.first().is_none_or(|s| s.ident != "crate");
-        let (krate_outside, krate_inside) = if relative_krate {
-            let alias = format_ident!("__kafka_orm_{}_crate", table);
-            (
-                quote! {
-                    #[doc(hidden)]
-                    #[allow(unused_imports, non_camel_case_types)]
-                    use #krate as #alias;
-                },
-                quote!(super::#alias),
-            )
-        } else {
-            (quote!(), quote!(#krate))
+        let p = quote!(#krate::__private);
+        let hook = match self.role {
+            Role::Key => quote!(#p::outbox_entity),
+            Role::Dedup => quote!(#p::inbox_entity),
         };
-        let fields = self.fields;
-        let (aliases, alias_names): (Vec<_>, Vec<_>) = self.aliases.into_iter().unzip();
+        let prefix = match self.role {
+            Role::Key => "key",
+            Role::Dedup => "dedup",
+        };
+        let (columns, aliases): (Vec<_>, Vec<_>) = self
+            .fields
+            .iter()
+            .map(|field| typed_column(&p, self.table, prefix, field, self.role))
+            .unzip();
+        let aliases = aliases.into_iter().flatten();
+        let vis = self.vis;
+        let module = module_ident(self.table, self.table_span);
+        let ident = self.ident;
+        let table = self.table;
         quote! {
-            #krate_outside
-            #(#aliases)*
-            #[doc = #doc]
-            #[allow(missing_docs)]
-            #vis mod #module {
-                // The standard prelude, by name: derive output in a module resolves plain
-                // names like `String` or `Result` as the parent module would (the
-                // `proc_macro_derive_resolution_fallback` lint), where the user may have
-                // shadowed them.
-                #[allow(unused_imports)]
-                use #krate_inside::__private::prelude::*;
-                use #krate_inside::__private::sea_orm;
-                // Names SeaORM's derives use unqualified.
-                use sea_orm::entity::prelude::{DerivePrimaryKey, EntityTrait, EnumIter, PrimaryKeyTrait};
-                #(use super::#alias_names;)*
-                #[derive(Clone, Debug, PartialEq, Eq, sea_orm::DeriveEntityModel)]
-                #[sea_orm(table_name = #table)]
-                pub struct Model {
-                    #[sea_orm(primary_key)]
-                    pub id: i64,
-                    #(#fields,)*
+            #hook! {
+                #vis mod #module for #ident, table #table {
+                    #(#columns,)*
                 }
-                #[derive(Clone, Copy, Debug, sea_orm::EnumIter, sea_orm::DeriveRelation)]
-                pub enum Relation {}
-                impl sea_orm::ActiveModelBehavior for ActiveModel {}
+                #(#aliases)*
             }
         }
     }
 }
 
 /// The module is named after the table; a table named like a keyword gets `r#`
-/// (`check.rs` rejects the few that cannot be raw).
+/// (`check/names.rs` rejects the few that cannot be raw).
 fn module_ident(table: &str, span: Span) -> Ident {
     syn::parse_str::<Ident>(table)
         .map(|mut ident| {
@@ -99,57 +101,31 @@ fn module_ident(table: &str, span: Span) -> Ident {
         .unwrap_or_else(|_| Ident::new_raw(table, span))
 }
 
-/// The `Model` fields of the typed columns of `fields` in `table`, and the aliases they need.
-pub fn typed_columns(
-    krate: &Path,
-    table: &str,
-    prefix: &str,
-    fields: &[FieldRef],
-    role: Role,
-) -> (Vec<TokenStream>, Vec<(TokenStream, Ident)>) {
-    let mut columns = Vec::with_capacity(fields.len());
-    let mut aliases = Vec::new();
-    for field in fields {
-        let (column, alias) = typed_column(krate, table, prefix, field, role);
-        columns.push(column);
-        aliases.extend(alias);
-    }
-    (columns, aliases)
-}
-
 /// The `Model` field of a typed key (`key_<field>`) or dedup (`dedup_<field>`) column of
-/// `table`, and the type alias (definition and name) it needs when the field's type is not
-/// known by name.
+/// `table`, and the type alias it needs when the field's type is not known by name (the
+/// hook places it next to the topic type and imports it into the module).
 fn typed_column(
-    krate: &Path,
+    p: &TokenStream,
     table: &str,
     prefix: &str,
     field: &FieldRef,
     role: Role,
-) -> (TokenStream, Option<(TokenStream, Ident)>) {
+) -> (TokenStream, Option<TokenStream>) {
     // Unquoted in the DDL, so PostgreSQL folds the column name to lowercase.
     let column = format!("{prefix}_{}", field.name.to_ascii_lowercase());
-    let name = format_ident!("{}", column, span = field.ident().span());
+    let name = format_ident!("{}", column, span = field.ident.span());
     // SeaORM derives the column name from the field name; where its case conversion
     // would change the name, say it.
     let rename = (column.contains("__") || column.ends_with('_') || !column.is_ascii())
         .then(|| quote!(#[sea_orm(column_name = #column)]));
-    let (ty, alias) = match known_type(&field.field.ty, role) {
+    let (ty, alias) = match known_type(field.ty, role) {
         Some(ty) => (ty, None),
         None => {
-            let ty = &field.field.ty;
+            let ty = field.ty;
             let alias = format_ident!("__kafka_orm_{}_{}", table, column);
-            let p = quote!(#krate::__private);
-            let column = match role {
-                Role::Key => quote_spanned!(ty.span()=> <#ty as #p::KeyPart>::COLUMN),
-                Role::Dedup => quote_spanned!(ty.span()=> <#ty as #p::DedupPart>::COLUMN),
-            };
-            let def = quote! {
-                #[doc(hidden)]
-                #[allow(non_camel_case_types)]
-                type #alias = #p::ColumnType<{ #column as u8 }>;
-            };
-            (quote!(#alias), Some((def, alias)))
+            let column = column_type(p, ty, role);
+            let def = quote!(type #alias = #p::ColumnType<{ #column as u8 }>;);
+            (quote!(#alias), Some(def))
         }
     };
     (quote!(#rename pub #name: #ty), alias)

@@ -2,11 +2,12 @@
 //! marker impls.
 
 use proc_macro2::{Literal, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::respan;
-use crate::model::{Direction, FieldRef, TopicModel};
+use super::{column_type, respan};
+use crate::check::Role;
+use crate::model::{Direction, FieldRef, Inbox, Retry, RetryDuration, TopicModel};
 
 pub fn expand(model: &TopicModel) -> TokenStream {
     let krate = &model.krate;
@@ -26,6 +27,7 @@ pub fn expand(model: &TopicModel) -> TokenStream {
     let dedup = dedup(model, &p);
     let markers = markers(model, &p);
     let key_values = key_values(model, &p);
+    let retry_assertion = retry_assertion(model, &p);
     quote! {
         #[automatically_derived]
         impl #p::Topic for #ident {
@@ -40,6 +42,7 @@ pub fn expand(model: &TopicModel) -> TokenStream {
             #key_values
         }
         #markers
+        #retry_assertion
     }
 }
 
@@ -76,37 +79,14 @@ fn spec(model: &TopicModel, p: &TokenStream) -> TokenStream {
     }
     if let Some(outbox) = &model.outbox {
         let table = &outbox.table;
-        let mut outbox_spec = quote!(#p::OutboxSpec::new(#table));
-        if !model.key.is_empty() {
-            // Each key field's column type, checked (and reported) at the field's type.
-            let columns = model.key.iter().map(|f| {
-                let ty = &f.field.ty;
-                quote_spanned!(ty.span()=> <#ty as #p::KeyPart>::COLUMN)
-            });
-            outbox_spec.extend(quote!(.columns(&[#(#columns),*])));
-        }
-        spec.extend(quote!(.outbox(#outbox_spec)));
+        let columns = columns(p, &model.key, Role::Key);
+        spec.extend(quote!(.outbox(#p::OutboxSpec::new(#table) #columns)));
     }
     if let Some(inbox) = &model.inbox {
-        let table = &inbox.table;
-        let fields = inbox.dedup.iter().map(|f| &f.name);
-        let retention = Literal::u64_unsuffixed(inbox.retention_secs);
-        let mut inbox_spec = quote!(#p::InboxSpec::new(#table, &[#(#fields),*], #retention));
-        if !inbox.dedup.is_empty() {
-            // Each dedup field's column type, checked (and reported) at the field's type.
-            let columns = inbox.dedup.iter().map(|f| {
-                let ty = &f.field.ty;
-                quote_spanned!(ty.span()=> <#ty as #p::DedupPart>::COLUMN)
-            });
-            inbox_spec.extend(quote!(.columns(&[#(#columns),*])));
-        }
-        spec.extend(quote!(.inbox(#inbox_spec)));
+        spec.extend(inbox_spec(inbox, p));
     }
     if let Some(retry) = &model.retry {
-        let attempts = Literal::u32_unsuffixed(retry.attempts);
-        let backoff = Literal::u64_unsuffixed(retry.backoff_ms);
-        let max_backoff = Literal::u64_unsuffixed(retry.max_backoff_ms);
-        spec.extend(quote!(.retry(#p::RetrySpec::new(#attempts, #backoff, #max_backoff))));
+        spec.extend(retry_spec(retry, p));
     }
     if model.retry_topics {
         spec.extend(quote!(.retry_topics()));
@@ -117,11 +97,86 @@ fn spec(model: &TopicModel, p: &TokenStream) -> TokenStream {
     spec
 }
 
+/// `.inbox(InboxSpec::new(..))`, the retention the runtime's default unless given.
+fn inbox_spec(inbox: &Inbox, p: &TokenStream) -> TokenStream {
+    let table = &inbox.table;
+    let fields = inbox.dedup.iter().map(|f| &f.name);
+    let retention = match inbox.retention_secs {
+        Some(secs) => Literal::u64_unsuffixed(secs).into_token_stream(),
+        None => quote!(#p::defaults::INBOX_RETENTION.as_secs()),
+    };
+    let columns = columns(p, &inbox.dedup, Role::Dedup);
+    quote!(.inbox(#p::InboxSpec::new(#table, &[#(#fields),*], #retention) #columns))
+}
+
+/// `.columns(&[..])`: each key or dedup field's column type, checked (and reported) at
+/// the field's type; nothing for no fields.
+fn columns(p: &TokenStream, fields: &[FieldRef], role: Role) -> TokenStream {
+    if fields.is_empty() {
+        return TokenStream::new();
+    }
+    let columns = fields.iter().map(|f| column_type(p, f.ty, role));
+    quote!(.columns(&[#(#columns),*]))
+}
+
+/// `.retry(RetrySpec::new(..))`, what is left out taken from the runtime's defaults.
+fn retry_spec(retry: &Retry, p: &TokenStream) -> TokenStream {
+    let attempts = match retry.attempts {
+        Some(n) => Literal::u32_unsuffixed(n).into_token_stream(),
+        None => quote!(#p::defaults::RETRY_ATTEMPTS),
+    };
+    let duration = |d: &Option<RetryDuration>, default: TokenStream| match d {
+        Some(d) => {
+            let ms = Literal::u64_unsuffixed(d.ms);
+            quote!(#p::Duration::from_millis(#ms))
+        }
+        None => quote!(#p::defaults::#default),
+    };
+    let backoff = duration(&retry.backoff, quote!(RETRY_BACKOFF));
+    let max_backoff = duration(&retry.max_backoff, quote!(RETRY_MAX_BACKOFF));
+    quote!(.retry(#p::RetrySpec::new(#attempts, #backoff, #max_backoff)))
+}
+
+/// A `backoff` without `max_backoff` (or the other way round) against the default of the
+/// other, which only the runtime knows: a compile-time assertion, spanned on the string.
+/// (`check/policy.rs` compares two given values itself.)
+fn retry_assertion(model: &TopicModel, p: &TokenStream) -> TokenStream {
+    let Some(retry) = &model.retry else {
+        return TokenStream::new();
+    };
+    let (lit, ms, condition, msg) = match (&retry.backoff, &retry.max_backoff) {
+        (Some(b), None) => (
+            &b.lit,
+            Literal::u64_unsuffixed(b.ms),
+            quote!(<= #p::defaults::RETRY_MAX_BACKOFF.as_millis()),
+            format!(
+                "`backoff` (`{}`) is longer than the default `max_backoff` (`kafka_orm::handler::defaults::RETRY_MAX_BACKOFF`); the backoff starts at `backoff` and doubles up to `max_backoff`: set `max_backoff` too, or a shorter `backoff`",
+                b.lit.value()
+            ),
+        ),
+        (None, Some(m)) => (
+            &m.lit,
+            Literal::u64_unsuffixed(m.ms),
+            quote!(>= #p::defaults::RETRY_BACKOFF.as_millis()),
+            format!(
+                "`max_backoff` (`{}`) is shorter than the default `backoff` (`kafka_orm::handler::defaults::RETRY_BACKOFF`); the backoff starts at `backoff` and doubles up to `max_backoff`: set `backoff` too, or a longer `max_backoff`",
+                m.lit.value()
+            ),
+        ),
+        _ => return TokenStream::new(),
+    };
+    // Spanned on the string throughout, so that the error points at it.
+    respan(
+        quote!(const _: () = #p::assert!(#ms #condition, #msg);),
+        lit.span(),
+    )
+}
+
 /// `&self.field`, spanned on the field's type so that a missing `KeyPart` / `DedupPart`
 /// impl is reported at the field.
 fn field_expr(field: &FieldRef) -> (TokenStream, proc_macro2::Span) {
-    let span = field.field.ty.span();
-    let ident = field.ident();
+    let span = field.ty.span();
+    let ident = field.ident;
     (quote_spanned!(span=> &self.#ident), span)
 }
 

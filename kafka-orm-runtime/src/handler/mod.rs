@@ -23,7 +23,7 @@
 //! - **Watermark commits.** The stored offset of a partition never passes a message that
 //!   is not finished: it is the lowest unfinished offset.
 //! - **Retry in place** with exponential backoff, jitter and a cap (`retry(..)` in the
-//!   attribute; default 3 attempts, 200 ms, 10 s). A backing-off message blocks only its
+//!   attribute; default [`defaults::RETRY`]). A backing-off message blocks only its
 //!   partition (or key); the consumer keeps polling, so the group session stays alive.
 //! - **Retry topics** (`retry_topics`, Spring Kafka's non-blocking retries): after the
 //!   in-place attempts, a failed message goes to `<topic>.retry-1`, `-2`, `-3` with growing
@@ -56,9 +56,26 @@ mod watermark;
 pub(crate) use dlq::{Failure, RawRecord, dead_letter};
 pub(crate) use retry::{RETRY_TIERS, retry_topic};
 
-/// Handler defaults that are not per-topic attributes.
+/// Handler defaults: the values of the per-topic attributes a topic leaves out, which
+/// `#[derive(Topic)]` refers to instead of copying them (the attribute reference quotes this
+/// table, and a test keeps them equal), then the consumer settings that are not attributes.
 pub mod defaults {
     use std::time::Duration;
+
+    use crate::topic::RetrySpec;
+
+    /// Attempts of a failing handler, the first one included (`retry(attempts = ..)`).
+    pub const RETRY_ATTEMPTS: u32 = 3;
+    /// The first in-place backoff, doubled per attempt (`retry(backoff = ..)`).
+    pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+    /// The cap on the backoff (`retry(max_backoff = ..)`); also the first retry tier's delay.
+    pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(30);
+    /// The policy of a topic without `retry(..)` settings: no `retry` and a bare `retry`
+    /// are the same.
+    pub const RETRY: RetrySpec = RetrySpec::new(RETRY_ATTEMPTS, RETRY_BACKOFF, RETRY_MAX_BACKOFF);
+    /// How long inbox rows are kept before they are purged (`inbox(retention = ..)`).
+    pub const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
     /// The consumer's `session.timeout.ms`: a killed handler's partitions move after this
     /// (at once when it restarts under the same [`instance_id`](super::HandlerBuilder::instance_id)).
     pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -261,7 +278,7 @@ impl<T: Consumable> TopicHandle<T> {
 
     /// A handler from a [`Handler`] implementation.
     pub fn handler_with<H: Handler<T>>(&self, handler: H) -> HandlerBuilder<T, H> {
-        let retry = T::SPEC.retry;
+        let retry = T::SPEC.retry.unwrap_or(defaults::RETRY);
         HandlerBuilder {
             topic: self.clone(),
             handler,
@@ -274,11 +291,11 @@ impl<T: Consumable> TopicHandle<T> {
                 shutdown_timeout: Duration::from_secs(30),
                 on_exhausted: OnExhausted::Stop,
                 purge_interval: Duration::from_secs(600),
-                attempts: retry.map_or(3, |r| r.attempts.max(1)),
-                backoff: Duration::from_millis(retry.map_or(200, |r| r.backoff_ms)),
-                max_backoff: Duration::from_millis(retry.map_or(10_000, |r| r.max_backoff_ms)),
+                attempts: retry.attempts.max(1),
+                backoff: retry.backoff,
+                max_backoff: retry.max_backoff,
                 retry_topic_delays: {
-                    let cap = Duration::from_millis(retry.map_or(10_000, |r| r.max_backoff_ms));
+                    let cap = retry.max_backoff;
                     vec![cap, cap * 4, cap * 16]
                 },
                 instance_id: None,

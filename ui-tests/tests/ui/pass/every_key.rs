@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use kafka_orm::{Direction, Topic};
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +49,8 @@ fn main() {
     assert_eq!(spec.direction, Direction::ConsumeOnly);
     let retry = spec.retry.unwrap();
     assert_eq!(
-        (retry.attempts, retry.backoff_ms, retry.max_backoff_ms),
-        (5, 250, 60_000)
+        (retry.attempts, retry.backoff, retry.max_backoff),
+        (5, Duration::from_millis(250), Duration::from_secs(60))
     );
     assert!(spec.retry_topics);
     assert_eq!(spec.dlq.unwrap().topic, "payments.v1.dead");
