@@ -22,7 +22,9 @@ fn quoted(constant: &str) -> String {
 /// `100ms`, `30s`, `7d`: the one-unit durations the table quotes.
 fn duration(text: &str) -> Duration {
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let n: u64 = digits.parse().unwrap_or_else(|_| panic!("not a duration: {text}"));
+    let n: u64 = digits
+        .parse()
+        .unwrap_or_else(|_| panic!("not a duration: {text}"));
     match &text[digits.len()..] {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -35,10 +37,19 @@ fn duration(text: &str) -> Duration {
 
 #[test]
 fn the_docs_quote_the_constants() {
-    assert_eq!(quoted("RETRY_ATTEMPTS"), defaults::RETRY_ATTEMPTS.to_string());
+    assert_eq!(
+        quoted("RETRY_ATTEMPTS"),
+        defaults::RETRY_ATTEMPTS.to_string()
+    );
     assert_eq!(duration(&quoted("RETRY_BACKOFF")), defaults::RETRY_BACKOFF);
-    assert_eq!(duration(&quoted("RETRY_MAX_BACKOFF")), defaults::RETRY_MAX_BACKOFF);
-    assert_eq!(duration(&quoted("INBOX_RETENTION")), defaults::INBOX_RETENTION);
+    assert_eq!(
+        duration(&quoted("RETRY_MAX_BACKOFF")),
+        defaults::RETRY_MAX_BACKOFF
+    );
+    assert_eq!(
+        duration(&quoted("INBOX_RETENTION")),
+        defaults::INBOX_RETENTION
+    );
     assert_eq!(
         defaults::RETRY,
         RetrySpec::new(
