@@ -204,6 +204,9 @@ impl LeaseKeeper {
                 .set_owned(self.table, self.view.borrow().owned.len());
             tokio::select! {
                 _ = tokio::time::sleep(self.timing.renew_every) => {}
+                // The name's lock was just taken (the previous process's session ended a
+                // moment after this one started): reclaim now, not at the next renewal.
+                Ok(()) = name.changed(), if !*name.borrow() => {}
                 // The worker stopped: release. The worker vanished (aborted, as in a
                 // crash): leave the leases to expire, as a crashed process would.
                 changed = stop.changed() => match changed {
@@ -398,6 +401,7 @@ pub(crate) async fn hold_name_lock(
 ) {
     use sea_orm::sqlx::{self, Connection as _};
     let key = super::stable_hash(&[b"kafka-orm relay instance", name.as_bytes()]) as i64;
+    let mut warned = false;
     while !*stop.borrow() {
         let pool = db.get_postgres_connection_pool().clone();
         let conn = match pool.acquire().await {
@@ -417,12 +421,19 @@ pub(crate) async fn hold_name_lock(
             .await
             .unwrap_or(false);
         held.send_replace(got);
-        if !got {
+        if !got && !warned {
+            warned = true;
             tracing::warn!(instance = %name, "another live relay process uses this instance name; its unexpired leases are not reclaimed early");
         }
+        // Not held: a crashed predecessor's session may end any moment; try again soon.
+        let wait = if got {
+            check_every
+        } else {
+            check_every.min(Duration::from_millis(200))
+        };
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(check_every) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {
                     let _ = conn.close().await;
                     held.send_replace(false);
