@@ -91,6 +91,48 @@ pub fn real_kafka(test: &str) -> Option<KafkaOrmBuilder> {
     )
 }
 
+/// librdkafka's in-process mock cluster (one broker, which a test may stop with
+/// `broker_down(1)`: the shared real broker never is), with `topics` (name, partitions)
+/// created under a unique namespace, and a builder pointed at it that leaves topic creation
+/// to the mock.
+pub fn mock_kafka(
+    test: &str,
+    topics: &[(&str, i32)],
+) -> (
+    kafka_orm::deps::rdkafka::mocking::MockCluster<
+        'static,
+        kafka_orm::deps::rdkafka::producer::DefaultProducerContext,
+    >,
+    KafkaOrmBuilder,
+) {
+    let mock = kafka_orm::deps::rdkafka::mocking::MockCluster::new(1).expect("a mock cluster");
+    let namespace = unique_namespace(test);
+    for (topic, partitions) in topics {
+        mock.create_topic(&format!("{namespace}{topic}"), *partitions, 1)
+            .expect("creating a mock topic");
+    }
+    let builder = KafkaOrm::builder()
+        .bootstrap_servers(mock.bootstrap_servers())
+        .namespace(namespace)
+        .create_topics(false);
+    (mock, builder)
+}
+
+/// Publishes `events` through the outbox in one committed transaction.
+pub async fn publish_committed<T: kafka_orm::OutboxTopic>(
+    orm: &KafkaOrm,
+    db: &sea_orm::DatabaseConnection,
+    events: &[T],
+) {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await.expect("beginning a transaction");
+    orm.topic::<T>()
+        .publish_all(&txn, events)
+        .await
+        .expect("publishing");
+    txn.commit().await.expect("committing");
+}
+
 /// Awaits `fut` for at most `secs` seconds, panicking with `what` on timeout, so a broken
 /// test fails instead of hanging the suite.
 pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F::Output {

@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kafka_orm::deps::rdkafka::mocking::MockCluster;
-use kafka_orm::deps::sea_orm::{self, DatabaseConnection, TransactionTrait};
-use kafka_orm::{Health, HealthState, KafkaOrm, Reason, Topic};
-use kafka_orm_tests::{postgres_url, unique_namespace};
+use kafka_orm::deps::sea_orm::{self, DatabaseConnection};
+use kafka_orm::{Health, HealthState, Reason, Topic};
+use kafka_orm_tests::{mock_kafka, postgres_url, publish_committed};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
@@ -122,6 +121,19 @@ where
     found.unwrap_or_else(|_| panic!("timed out after {secs}s: {what}; last: {last:?}"))
 }
 
+/// Waits until `check` names every reason of `wanted`; then it must be live, not ready.
+async fn unready<F, Fut>(what: &str, check: F, wanted: &[&dyn Fn(&Reason) -> bool]) -> Health
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Health>,
+{
+    let all = |h: &Health| wanted.iter().all(|w| has(h, w));
+    let health = wait_for(20, what, check, all).await;
+    assert_eq!(health.state, HealthState::Live, "{what}: {health}");
+    assert!(health.is_live() && !health.is_ready(), "{what}: {health}");
+    health
+}
+
 fn has(health: &Health, what: impl Fn(&Reason) -> bool) -> bool {
     health.reasons.iter().any(what)
 }
@@ -158,14 +170,8 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
     }
     let pg = PrivatePostgres::start().await;
     let db = connect(&pg.url()).await;
-    let mock = MockCluster::new(1).unwrap();
-    let namespace = unique_namespace("health");
-    mock.create_topic(&format!("{namespace}{}", Order::SPEC.name), 2, 1)
-        .unwrap();
-    let orm = KafkaOrm::builder()
-        .bootstrap_servers(mock.bootstrap_servers())
-        .namespace(namespace)
-        .create_topics(false)
+    let (mock, builder) = mock_kafka("health", &[(Order::SPEC.name, 2)]);
+    let orm = builder
         .metrics_interval(Duration::from_millis(200))
         .database(db.clone())
         .build()
@@ -227,63 +233,35 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
 
     // The broker goes away: live, not ready, with the reason; the outbox falls behind.
     mock.broker_down(1).unwrap();
-    let txn = db.begin().await.unwrap();
-    orm.topic::<Order>()
-        .publish(&txn, &order(100, false))
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
-    let orm_down = wait_for(20, "no broker", || orm.health(), |h| has(h, broker_down)).await;
-    assert_eq!(orm_down.state, HealthState::Live, "{orm_down}");
-    assert!(orm_down.is_live() && !orm_down.is_ready());
-    let relay_down = wait_for(
-        20,
-        "relay: no broker, behind",
+    publish_committed(&orm, &db, &[order(100, false)]).await;
+    let behind = |r: &Reason| matches!(r, Reason::OutboxBehind { .. });
+    unready("no broker", || orm.health(), &[&broker_down]).await;
+    unready(
+        "relay: no broker",
         || relay.health(),
-        |h| has(h, broker_down) && has(h, |r| matches!(r, Reason::OutboxBehind { .. })),
+        &[&broker_down, &behind],
     )
     .await;
-    assert_eq!(relay_down.state, HealthState::Live, "{relay_down}");
-    let handler_down = wait_for(
-        20,
-        "handler: no broker",
-        || handler.health(),
-        |h| has(h, broker_down),
-    )
-    .await;
-    assert_eq!(handler_down.state, HealthState::Live, "{handler_down}");
+    unready("handler: no broker", || handler.health(), &[&broker_down]).await;
     mock.broker_up(1).unwrap();
     wait_for(60, "ready once the broker is back", all_ready, ready).await;
 
     // The database goes away: live, not ready; the relay's leases stop renewing.
     pg.run("stop").await;
-    let orm_down = wait_for(
-        20,
-        "no database",
-        || orm.health(),
-        |h| has(h, database_down),
-    )
-    .await;
-    assert_eq!(orm_down.state, HealthState::Live, "{orm_down}");
-    let relay_down = wait_for(
-        20,
-        "relay: no database, no lease",
+    let no_lease = |r: &Reason| matches!(r, Reason::LeaseNotRenewed { .. });
+    unready("no database", || orm.health(), &[&database_down]).await;
+    unready(
+        "relay: no database",
         || relay.health(),
-        |h| has(h, database_down) && has(h, |r| matches!(r, Reason::LeaseNotRenewed { .. })),
+        &[&database_down, &no_lease],
     )
     .await;
-    assert!(
-        relay_down.is_live() && !relay_down.is_ready(),
-        "{relay_down}"
-    );
-    let handler_down = wait_for(
-        20,
+    unready(
         "handler: no database",
         || handler.health(),
-        |h| has(h, database_down),
+        &[&database_down],
     )
     .await;
-    assert_eq!(handler_down.state, HealthState::Live, "{handler_down}");
     pg.run("start").await;
     let back = wait_for(60, "ready once the database is back", all_ready, ready).await;
     assert!(back.reasons.is_empty(), "{back}");

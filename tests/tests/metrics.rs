@@ -9,12 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kafka_orm::deps::rdkafka::mocking::MockCluster;
 use kafka_orm::deps::rdkafka::producer::{FutureProducer, FutureRecord};
-use kafka_orm::deps::sea_orm::{DatabaseConnection, TransactionTrait};
+use kafka_orm::deps::sea_orm::DatabaseConnection;
 use kafka_orm::telemetry::{METRICS, MetricKind, metrics::name};
 use kafka_orm::{Error, KafkaOrm, Topic};
-use kafka_orm_tests::{fresh_postgres, real_kafka, unique_namespace, within};
+use kafka_orm_tests::{fresh_postgres, mock_kafka, publish_committed, real_kafka, within};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 
@@ -225,13 +224,8 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
 
     // 20 through the outbox, 6 produced directly (one of them a duplicate of an outbox
     // event, one that always fails), and one payload that is not JSON.
-    let txn = db.begin().await.unwrap();
     let published: Vec<Order> = (0..20).map(|i| order(i, false)).collect();
-    orm.topic::<Order>()
-        .publish_all(&txn, &published)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    publish_committed(&orm, &db, &published).await;
     let direct: Vec<Order> = (100..105).map(|i| order(i, i == 104)).collect();
     orm.topic::<Order>().produce_all(&direct).await.unwrap();
     orm.topic::<Order>()
@@ -443,27 +437,15 @@ async fn relay_failures_and_backlog_show_while_the_broker_is_down() {
     let Some(db) = fresh_postgres("metrics-down").await else {
         return;
     };
-    let mock = MockCluster::new(1).unwrap();
-    let namespace = unique_namespace("metrics-down");
-    for t in [Order::SPEC.name, "metrics.orders.dlq"] {
-        mock.create_topic(&format!("{namespace}{t}"), 2, 1).unwrap();
-    }
-    let builder = KafkaOrm::builder()
-        .bootstrap_servers(mock.bootstrap_servers())
-        .namespace(namespace)
-        .create_topics(false);
+    let topics = [(Order::SPEC.name, 2), ("metrics.orders.dlq", 2)];
+    let (mock, builder) = mock_kafka("metrics-down", &topics);
     let orm = build(builder, &db).await;
     let topic = orm.topic::<Order>().name();
     let on_topic = [(LABEL_TOPIC, topic.as_str())];
 
     mock.broker_down(1).unwrap();
-    let txn = db.begin().await.unwrap();
     let events: Vec<Order> = (0..10).map(|i| order(i, false)).collect();
-    orm.topic::<Order>()
-        .publish_all(&txn, &events)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    publish_committed(&orm, &db, &events).await;
     let relay = orm
         .outbox_relay()
         .leases(Duration::from_secs(3), Duration::from_millis(200))
