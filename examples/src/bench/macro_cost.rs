@@ -2,19 +2,20 @@
 //!
 //! Crates are generated under `target/bench/macro_cost/<mode>/`, each with the same 50
 //! structs (5 fields; every other one with `outbox`): `derive` with
-//! `#[derive(Serialize, Deserialize, Topic)]`, `serde` with the serde derives only, `plain`
-//! with neither; `derive-full` and `serde-full` are `derive` and `serde` with rustc's
-//! incremental compilation off for the crate. They depend on the workspace's `kafka-orm` by
+//! `#[derive(Serialize, Deserialize, Topic)]`, `lean` the same with kafka-orm's default
+//! `entities` feature off (no SeaORM entity modules), `serde` with the serde derives only,
+//! `plain` with neither; `derive-full`, `lean-full` and `serde-full` are `derive`, `lean`
+//! and `serde` with rustc's incremental compilation off for the crate. They depend on the workspace's `kafka-orm` by
 //! path and build in `target/bench/macro-target` (the main target dir is left alone). In
 //! quick mode the scenario is skipped while that directory is cold.
 //!
-//! - `macro_cost`: the debug build time of `touch src/lib.rs && cargo build` for `derive`,
-//!   baseline `serde`, after one warm-up build; median of 5 runs (1 in quick mode),
+//! - `macro_cost`: the debug build time of `touch src/lib.rs && cargo build` for `derive`
+//!   and `lean`, baseline `serde`, after one warm-up build; median of 5 runs (1 in quick mode),
 //!   alternating the crates. With incremental compilation (a developer's edit loop: the
 //!   macros run again, most else is reused) and without (the whole crate compiled again).
 //! - `macro_expansion`: lines of `rustc -Zunpretty=expanded` output (non-blank) per topic:
-//!   (`derive` − `serde`) / 50, baseline (`serde` − `plain`) / 50, i.e. what serde's two
-//!   derives expand to per struct. `-Z` flags need `RUSTC_BOOTSTRAP=1`; it is given to the
+//!   (`derive` − `serde`) / 50 and (`lean` − `serde`) / 50, baseline (`serde` − `plain`) / 50,
+//!   i.e. what serde's two derives expand to per struct. `-Z` flags need `RUSTC_BOOTSTRAP=1`; it is given to the
 //!   final rustc only (through a `RUSTC_WRAPPER`), because setting it for the whole cargo
 //!   run would rebuild proc-macro2 and everything above it.
 
@@ -31,6 +32,8 @@ type Result<T> = std::result::Result<T, String>;
 #[derive(Clone, Copy, PartialEq)]
 enum Variant {
     Derive,
+    /// `Derive` without kafka-orm's `entities` feature.
+    Lean,
     Serde,
     Plain,
 }
@@ -39,6 +42,7 @@ impl Variant {
     fn name(self) -> &'static str {
         match self {
             Variant::Derive => "derive",
+            Variant::Lean => "lean",
             Variant::Serde => "serde",
             Variant::Plain => "plain",
         }
@@ -85,6 +89,26 @@ pub async fn run(config: &Config, progress: &Arc<Progress>) -> Vec<Outcome> {
         )
         .variant(variant)
     };
+    let expansion = |variant: &str, lines: usize, serde: usize, plain: usize, what: &str| {
+        let n = params.messages as f64;
+        let per_topic = (lines as f64 - serde as f64) / n;
+        let serde_per_struct = (serde as f64 - plain as f64) / n;
+        Outcome::measured(
+            "macro_expansion",
+            params,
+            Figure::new(per_topic, "lines/topic")
+                .baseline(Baseline::new("serde's per struct", serde_per_struct))
+                .extra("lines_derive", lines)
+                .extra("lines_serde", serde)
+                .extra("lines_plain", plain)
+                .extra("what", what),
+        )
+        .variant(variant)
+    };
+    const INCREMENTAL: &str =
+        "`touch src/lib.rs && cargo build` (debug, rustc incremental on), median";
+    const FULL: &str =
+        "`touch src/lib.rs && cargo build` (debug, incremental off for the crate), median";
     match result {
         Ok(Measured::Done {
             incremental,
@@ -92,38 +116,46 @@ pub async fn run(config: &Config, progress: &Arc<Progress>) -> Vec<Outcome> {
             lines,
             runs,
         }) => {
-            let n = params.messages as f64;
-            let per_topic = (lines[0] as f64 - lines[1] as f64) / n;
-            let serde_per_struct = (lines[1] as f64 - lines[2] as f64) / n;
+            let [derive, lean, serde, plain] = lines;
+            let (inc, fl) = (incremental, full);
             vec![
                 build(
                     "touch + build, incremental",
-                    incremental.0,
-                    incremental.1,
+                    inc.0,
+                    inc.2,
                     runs,
-                    "`touch src/lib.rs && cargo build` (debug, rustc incremental on), median",
+                    INCREMENTAL,
+                ),
+                build("touch + build, crate recompiled", fl.0, fl.2, runs, FULL),
+                build(
+                    "touch + build, incremental, entities off",
+                    inc.1,
+                    inc.2,
+                    runs,
+                    INCREMENTAL,
                 ),
                 build(
-                    "touch + build, crate recompiled",
-                    full.0,
-                    full.1,
+                    "touch + build, crate recompiled, entities off",
+                    fl.1,
+                    fl.2,
                     runs,
-                    "`touch src/lib.rs && cargo build` (debug, incremental off for the crate), median",
+                    FULL,
                 ),
-                Outcome::measured(
-                    "macro_expansion",
-                    params,
-                    Figure::new(per_topic, "lines/topic")
-                        .baseline(Baseline::new("serde's per struct", serde_per_struct))
-                        .extra("lines_derive", lines[0])
-                        .extra("lines_serde", lines[1])
-                        .extra("lines_plain", lines[2])
-                        .extra(
-                            "what",
-                            "non-blank lines of rustc -Zunpretty=expanded, (derive - serde) / structs",
-                        ),
-                )
-                .variant("expanded lines"),
+                expansion(
+                    "expanded lines",
+                    derive,
+                    serde,
+                    plain,
+                    "non-blank lines of rustc -Zunpretty=expanded, (derive - serde) / structs",
+                ),
+                expansion(
+                    "expanded lines, entities off",
+                    lean,
+                    serde,
+                    plain,
+                    "non-blank lines of rustc -Zunpretty=expanded, (lean - serde) / structs, \
+                     kafka-orm without its `entities` feature",
+                ),
             ]
         }
         Ok(Measured::Skipped(reason)) => vec![
@@ -136,12 +168,12 @@ pub async fn run(config: &Config, progress: &Arc<Progress>) -> Vec<Outcome> {
 
 enum Measured {
     Done {
-        /// Median seconds (derive, serde), incremental on.
-        incremental: (f64, f64),
-        /// Median seconds (derive, serde), the crate recompiled.
-        full: (f64, f64),
-        /// Expanded lines of derive, serde, plain.
-        lines: [usize; 3],
+        /// Median seconds (derive, lean, serde), incremental on.
+        incremental: (f64, f64, f64),
+        /// Median seconds (derive, lean, serde), the crate recompiled.
+        full: (f64, f64, f64),
+        /// Expanded lines of derive, lean, serde, plain.
+        lines: [usize; 4],
         runs: usize,
     },
     Skipped(String),
@@ -160,28 +192,20 @@ fn measure(config: &Config, progress: &Progress) -> Result<Measured> {
                 .into(),
         ));
     }
-    let timed = [
-        Krate {
-            variant: Variant::Derive,
-            incremental: true,
-        },
-        Krate {
-            variant: Variant::Serde,
-            incremental: true,
-        },
-        Krate {
-            variant: Variant::Derive,
-            incremental: false,
-        },
-        Krate {
-            variant: Variant::Serde,
-            incremental: false,
-        },
-    ];
-    let plain = Krate {
-        variant: Variant::Plain,
-        incremental: true,
+    let krate = |variant, incremental| Krate {
+        variant,
+        incremental,
     };
+    // The order of `Measured`: derive, lean, serde; incremental, then not.
+    let timed = [
+        krate(Variant::Derive, true),
+        krate(Variant::Lean, true),
+        krate(Variant::Serde, true),
+        krate(Variant::Derive, false),
+        krate(Variant::Lean, false),
+        krate(Variant::Serde, false),
+    ];
+    let plain = krate(Variant::Plain, true);
     for k in timed.iter().chain([&plain]) {
         generate(&root, &base.join(k.dir()), *k, config.macro_structs)?;
     }
@@ -190,7 +214,7 @@ fn measure(config: &Config, progress: &Progress) -> Result<Measured> {
         cargo(&base.join(k.dir()), &target, &["build"], None)?;
     }
     let runs = if config.quick { 1 } else { 5 };
-    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut times: [Vec<f64>; 6] = Default::default();
     for i in 0..runs {
         progress.phase(format!("touch + build, run {}/{runs}", i + 1));
         for (k, times) in timed.iter().zip(times.iter_mut()) {
@@ -206,8 +230,11 @@ fn measure(config: &Config, progress: &Progress) -> Result<Measured> {
     std::fs::write(&wrapper, "#!/bin/sh\nRUSTC_BOOTSTRAP=1 exec \"$@\"\n")
         .map_err(|e| format!("writing {}: {e}", wrapper.display()))?;
     set_executable(&wrapper)?;
-    let mut lines = [0usize; 3];
-    for (i, k) in [timed[0], timed[1], plain].into_iter().enumerate() {
+    let mut lines = [0usize; 4];
+    for (i, k) in [timed[0], timed[1], timed[2], plain]
+        .into_iter()
+        .enumerate()
+    {
         let out = cargo(
             &base.join(k.dir()),
             &target,
@@ -216,10 +243,10 @@ fn measure(config: &Config, progress: &Progress) -> Result<Measured> {
         )?;
         lines[i] = out.lines().filter(|l| !l.trim().is_empty()).count();
     }
-    let [a, b, c, d] = &mut times;
+    let [a, b, c, d, e, f] = &mut times;
     Ok(Measured::Done {
-        incremental: (median(a), median(b)),
-        full: (median(c), median(d)),
+        incremental: (median(a), median(b), median(c)),
+        full: (median(d), median(e), median(f)),
         lines,
         runs,
     })
@@ -312,6 +339,11 @@ fn generate(root: &Path, dir: &Path, krate: Krate, structs: usize) -> Result<()>
         format!("\n[profile.dev.package.{name}]\nincremental = false\n")
     };
     let kafka_orm = root.join("kafka-orm");
+    let features = if variant == Variant::Lean {
+        ", default-features = false"
+    } else {
+        ""
+    };
     let manifest = format!(
         r#"# Generated by the kafka-orm bench (macro_cost); rewritten on each run.
 [package]
@@ -321,7 +353,7 @@ edition = "2024"
 publish = false
 
 [dependencies]
-kafka-orm = {{ path = "{}" }}
+kafka-orm = {{ path = "{}"{features} }}
 serde = {{ version = "1", features = ["derive"] }}
 
 # Not part of the kafka-orm workspace.
@@ -340,7 +372,7 @@ debug = false
         "//! Generated by the kafka-orm bench (macro_cost).\n#![allow(dead_code)]\n\n",
     );
     match variant {
-        Variant::Derive => {
+        Variant::Derive | Variant::Lean => {
             lib.push_str("use kafka_orm::Topic;\nuse serde::{Deserialize, Serialize};\n\n")
         }
         Variant::Serde => lib.push_str("use serde::{Deserialize, Serialize};\n\n"),
@@ -348,7 +380,7 @@ debug = false
     }
     for i in 0..structs {
         match variant {
-            Variant::Derive => {
+            Variant::Derive | Variant::Lean => {
                 let outbox = if i % 2 == 0 { ", outbox" } else { "" };
                 lib.push_str(&format!(
                     "#[derive(Debug, Clone, Serialize, Deserialize, Topic)]\n\
