@@ -133,6 +133,28 @@ pub async fn publish_committed<T: kafka_orm::OutboxTopic>(
     txn.commit().await.expect("committing");
 }
 
+/// A gate handlers wait at while a test looks at what is pending (open to start with).
+pub struct Gate(std::sync::atomic::AtomicBool);
+
+impl Gate {
+    /// An open gate (a `static`).
+    pub const fn open() -> Self {
+        Gate(std::sync::atomic::AtomicBool::new(true))
+    }
+
+    /// Shuts (`false`) or opens (`true`) it.
+    pub fn set_open(&self, open: bool) {
+        self.0.store(open, Ordering::SeqCst);
+    }
+
+    /// Returns once the gate is open.
+    pub async fn pass(&self) {
+        while !self.0.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// Awaits `fut` for at most `secs` seconds, panicking with `what` on timeout, so a broken
 /// test fails instead of hanging the suite.
 pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F::Output {

@@ -5,12 +5,11 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kafka_orm::deps::sea_orm::{self, DatabaseConnection};
 use kafka_orm::{Health, HealthState, Reason, Topic};
-use kafka_orm_tests::{mock_kafka, postgres_url, publish_committed};
+use kafka_orm_tests::{Gate, mock_kafka, postgres_url, publish_committed};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
@@ -151,7 +150,7 @@ fn ready(h: &Health) -> bool {
 }
 
 /// Handlers wait while this is shut.
-static GATE_OPEN: AtomicBool = AtomicBool::new(true);
+static GATE: Gate = Gate::open();
 
 async fn connect(url: &str) -> DatabaseConnection {
     let mut opts = sea_orm::ConnectOptions::new(url);
@@ -188,9 +187,7 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
         .topic::<Order>()
         .handler(|_txn, msg| {
             Box::pin(async move {
-                while !GATE_OPEN.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                GATE.pass().await;
                 if msg.poison {
                     return Err("poison".into());
                 }
@@ -210,7 +207,7 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
     wait_for(30, "everything ready", all_ready, ready).await;
 
     // Lag above the threshold: degraded, still ready.
-    GATE_OPEN.store(false, Ordering::SeqCst);
+    GATE.set_open(false);
     let orders: Vec<Order> = (0..20).map(|i| order(i, false)).collect();
     orm.topic::<Order>().produce_all(&orders).await.unwrap();
     let lagging = wait_for(
@@ -228,7 +225,7 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
         ),
         "{lagging}"
     );
-    GATE_OPEN.store(true, Ordering::SeqCst);
+    GATE.set_open(true);
     wait_for(30, "the lag drained", || handler.health(), ready).await;
 
     // The broker goes away: live, not ready, with the reason; the outbox falls behind.

@@ -7,14 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kafka_orm::deps::rdkafka::producer::{FutureProducer, FutureRecord};
 use kafka_orm::deps::sea_orm::DatabaseConnection;
 use kafka_orm::telemetry::{METRICS, MetricKind, metrics::name};
 use kafka_orm::{Error, KafkaOrm, Topic};
-use kafka_orm_tests::{fresh_postgres, mock_kafka, publish_committed, real_kafka, within};
+use kafka_orm_tests::{Gate, fresh_postgres, mock_kafka, publish_committed, real_kafka, within};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +43,7 @@ fn order(id: i64, fail: bool) -> Order {
 }
 
 /// Handlers wait while this is shut.
-static GATE_OPEN: AtomicBool = AtomicBool::new(true);
+static GATE: Gate = Gate::open();
 
 /// The process-wide recorder (one per test binary).
 fn recorder() -> &'static PrometheusHandle {
@@ -252,14 +251,12 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
         .spawn()
         .unwrap();
     // The handler waits until the test saw its lag, then takes 30 ms a message.
-    GATE_OPEN.store(false, Ordering::SeqCst);
+    GATE.set_open(false);
     let handler = orm
         .topic::<Order>()
         .handler(|_txn, msg| {
             Box::pin(async move {
-                while !GATE_OPEN.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                GATE.pass().await;
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 if msg.fail {
                     return Err("this order always fails".into());
@@ -279,7 +276,7 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
     })
     .await;
     assert_eq!(waiting.lags(&group).len(), 2, "one gauge per partition");
-    GATE_OPEN.store(true, Ordering::SeqCst);
+    GATE.set_open(true);
     let scrape = until(90, "handler done, lag 0, backlog 0", |s| {
         let lags = s.lags(&group);
         let stats = handler.stats();
