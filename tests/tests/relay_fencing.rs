@@ -340,6 +340,34 @@ struct InOnePartition {
     padding: String,
 }
 
+/// Reads until `n` distinct events arrived; asserts each key's first deliveries in order.
+async fn first_deliveries_in_key_order(
+    consumer: &mut kafka_orm::TopicConsumer<InOnePartition>,
+    n: usize,
+    secs: u64,
+) {
+    let mut first: Vec<(String, i64)> = Vec::new();
+    let mut seen = HashSet::new();
+    within(secs, &format!("{n} distinct events"), async {
+        while seen.len() < n {
+            let d = consumer.next().await.unwrap().unwrap();
+            if seen.insert(d.seq) {
+                first.push((d.customer_id.clone(), d.seq));
+            }
+        }
+    })
+    .await;
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for (key, seq) in &first {
+        if let Some(prev) = last.insert(key.clone(), *seq) {
+            assert!(
+                *seq > prev,
+                "key {key}: #{seq} first delivered after #{prev}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_batch_mates() {
     use kafka_orm::deps::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -398,26 +426,7 @@ async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_ba
         .consume()
         .await
         .unwrap();
-    let mut first: Vec<(String, i64)> = Vec::new();
-    let mut seen = HashSet::new();
-    within(60, "all 300 small rows", async {
-        while seen.len() < 300 {
-            let d = consumer.next().await.unwrap().unwrap();
-            if seen.insert(d.seq) {
-                first.push((d.customer_id.clone(), d.seq));
-            }
-        }
-    })
-    .await;
-    let mut last: HashMap<String, i64> = HashMap::new();
-    for (key, seq) in &first {
-        if let Some(prev) = last.insert(key.clone(), *seq) {
-            assert!(
-                *seq > prev,
-                "key {key}: #{seq} first delivered after #{prev}"
-            );
-        }
-    }
+    first_deliveries_in_key_order(&mut consumer, 300, 60).await;
     within(30, "only the oversized row to be left", async {
         while backlog::<InOnePartition>(&orm).await > 1 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -481,31 +490,12 @@ async fn a_rejected_broker_batch_never_lets_later_batches_of_its_partition_throu
         .consume()
         .await
         .unwrap();
-    let mut first: Vec<(String, i64)> = Vec::new();
-    let mut seen = HashSet::new();
-    within(90, "all 300 rows", async {
-        while seen.len() < 300 {
-            let d = consumer.next().await.unwrap().unwrap();
-            if seen.insert(d.seq) {
-                first.push((d.customer_id.clone(), d.seq));
-            }
-        }
-    })
-    .await;
+    first_deliveries_in_key_order(&mut consumer, 300, 90).await;
     assert!(
         relay.stats().failed > 0,
         "the rejection happened: {:?}",
         relay.stats()
     );
-    let mut last: HashMap<String, i64> = HashMap::new();
-    for (key, seq) in &first {
-        if let Some(prev) = last.insert(key.clone(), *seq) {
-            assert!(
-                *seq > prev,
-                "key {key}: #{seq} first delivered after #{prev}"
-            );
-        }
-    }
     consumer.close(Duration::from_secs(10)).await.unwrap();
     relay.shutdown(Duration::from_secs(10)).await;
 }
