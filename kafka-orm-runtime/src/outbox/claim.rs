@@ -11,7 +11,7 @@ use sea_orm::Value;
 
 use super::lease::{LEASE_TABLE, LeaseView, PG_NOW_MS};
 use super::now_ms;
-use super::relay::Table;
+use super::table::Table;
 use crate::error::{Error, Result};
 
 /// One claimed row.

@@ -17,7 +17,8 @@ use rdkafka::producer::{FutureRecord, Producer, PurgeConfig};
 use super::claim::Row;
 use super::decode_headers;
 use super::lease::LeaseView;
-use super::relay::{RELAY_EPOCH_HEADER, Table};
+use super::relay::RELAY_EPOCH_HEADER;
+use super::table::Table;
 use crate::producer::{self, MESSAGE_ID_HEADER, TYPE_HEADER};
 
 /// A row that failed delivery.

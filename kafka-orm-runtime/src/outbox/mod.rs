@@ -52,8 +52,11 @@ mod claim;
 mod deliver;
 mod lease;
 mod listen;
+mod name_lock;
 pub mod relay;
 mod status;
+mod table;
+mod worker;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, Value};
 

@@ -27,14 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
-use tokio::sync::{Mutex as AsyncMutex, Notify, watch};
+use sea_orm::DatabaseBackend;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
-use super::claim::{ClaimWindow, Row};
-use super::lease::{self, LeaseKeeper, LeaseTiming, LeaseView};
-use super::{now_ms, placeholders, table_of};
+use super::lease::LeaseTiming;
+use super::table::Table;
+use super::table_of;
+use super::worker::Worker;
 use crate::backoff::Backoff;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
@@ -75,16 +75,16 @@ pub mod defaults {
 #[derive(Debug, Clone)]
 #[must_use = "call `.spawn()` to start the relay"]
 pub struct OutboxRelayBuilder {
-    orm: KafkaOrm,
-    batch_size: usize,
-    poll_interval: Duration,
-    backoff: Backoff,
-    transient_backoff: Backoff,
-    single_node: Option<bool>,
-    timing: LeaseTiming,
-    listen: bool,
-    instance_id: String,
-    health_max_age: Duration,
+    pub(super) orm: KafkaOrm,
+    pub(super) batch_size: usize,
+    pub(super) poll_interval: Duration,
+    pub(super) backoff: Backoff,
+    pub(super) transient_backoff: Backoff,
+    pub(super) single_node: Option<bool>,
+    pub(super) timing: LeaseTiming,
+    pub(super) listen: bool,
+    pub(super) instance_id: String,
+    pub(super) health_max_age: Duration,
 }
 
 impl KafkaOrm {
@@ -201,7 +201,7 @@ impl OutboxRelayBuilder {
         let (name_tx, name_locked) = watch::channel(false);
         let mut tasks = Vec::new();
         if leased {
-            tasks.push(tokio::spawn(lease::hold_name_lock(
+            tasks.push(tokio::spawn(super::name_lock::hold_name_lock(
                 db.clone(),
                 self.instance_id.clone(),
                 name_tx,
@@ -282,7 +282,7 @@ impl OutboxRelayBuilder {
     /// letting later rows through; the relay then starts a new one and retries in order.
     /// Requests time out within the same bound, and metadata is refreshed every second, so
     /// a frozen leader's partitions move to their new leader within seconds.
-    fn producer(&self, batch_limit: Option<usize>) -> Result<FutureProducer> {
+    pub(super) fn producer(&self, batch_limit: Option<usize>) -> Result<FutureProducer> {
         let mut cfg = self.orm.producer_config();
         if let Some(limit) = batch_limit {
             // librdkafka does not split a batch the broker finds too large (Java's producer
@@ -309,9 +309,9 @@ impl OutboxRelayBuilder {
 /// Counters and state shared by a relay's tasks.
 #[derive(Default)]
 pub(crate) struct Shared {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    fenced: AtomicU64,
+    pub(super) delivered: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) fenced: AtomicU64,
     last_error: Mutex<Option<String>>,
     pub(crate) listening: AtomicBool,
     /// Set by [`OutboxRelay::abort`]: behave as a crash, release nothing.
@@ -443,323 +443,5 @@ impl std::fmt::Debug for OutboxRelay {
         f.debug_struct("OutboxRelay")
             .field("stats", &self.stats())
             .finish()
-    }
-}
-
-/// One outbox table as the relay works on it: what claim, deliver and record need.
-pub(crate) struct Table {
-    config: OutboxRelayBuilder,
-    pub db: DatabaseConnection,
-    pub backend: DatabaseBackend,
-    pub spec: &'static TopicSpec,
-    pub table: &'static str,
-    pub topic: String,
-    pub producer: FutureProducer,
-    /// The topic's `max.message.bytes`, when below librdkafka's batch size.
-    batch_limit: Option<usize>,
-    pub batch_size: usize,
-    pub leased: bool,
-    pub me: String,
-    pub timing: LeaseTiming,
-    metrics: RelayMetrics,
-}
-
-impl Table {
-    /// After a fatal producer error (the gapless guarantee tripped): a new producer.
-    fn renew_producer_if_fatal(&mut self) -> Result<()> {
-        use rdkafka::producer::Producer;
-        if let Some((code, reason)) = self.producer.client().fatal_error() {
-            tracing::warn!(table = self.table, ?code, %reason, "relay producer stopped by a fatal error; starting a new one");
-            self.producer = self.config.producer(self.batch_limit)?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn context(&self, what: &str) -> String {
-        format!("{what} (outbox table `{}`)", self.table)
-    }
-
-    fn sql(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(self.backend, placeholders(self.backend, sql), values)
-    }
-
-    pub(crate) async fn query(
-        &self,
-        sql: &str,
-        values: Vec<Value>,
-    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
-        self.db.query_all_raw(self.sql(sql, values)).await
-    }
-
-    /// `AND` clause limiting a statement on outbox rows to buckets held in this tenure
-    /// (PostgreSQL, leased), with its parameters.
-    fn fence(&self, view: &LeaseView) -> (String, Vec<Value>) {
-        if !self.leased {
-            return (String::new(), Vec::new());
-        }
-        (
-            format!(
-                " AND bucket = ANY(ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = ? AND owner = ? \
-                 AND (bucket || ':' || epoch) = ANY(string_to_array(?, ','))))"
-            ),
-            vec![
-                self.table.into(),
-                self.me.clone().into(),
-                view.tokens().into(),
-            ],
-        )
-    }
-
-    /// Deletes delivered rows (fenced); returns how many were deleted.
-    async fn delete(&self, ids: &[i64], view: &LeaseView) -> Result<u64> {
-        let mut deleted = 0;
-        let (fence, fence_values) = self.fence(view);
-        for chunk in ids.chunks(1000) {
-            // The ids travel as one text parameter, so the statement text never changes
-            // and stays prepared.
-            let list = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let sql = match self.backend {
-                DatabaseBackend::Postgres => format!(
-                    "DELETE FROM \"{}\" WHERE id = ANY(string_to_array(?, ',')::bigint[]){fence}",
-                    self.table
-                ),
-                _ => format!(
-                    "DELETE FROM \"{}\" WHERE id IN (SELECT value FROM json_each('[' || ? || ']'))",
-                    self.table
-                ),
-            };
-            let mut values = vec![list.into()];
-            values.extend(fence_values.iter().cloned());
-            deleted += self
-                .db
-                .execute_raw(self.sql(&sql, values))
-                .await
-                .map_err(|e| Error::db(self.context("deleting delivered rows"), e))?
-                .rows_affected();
-        }
-        Ok(deleted)
-    }
-
-    /// Gives a failed row its next attempt time and error (fenced).
-    async fn back_off(
-        &self,
-        row: &Row,
-        wait: Duration,
-        error: String,
-        view: &LeaseView,
-    ) -> Result<()> {
-        let (fence, fence_values) = self.fence(view);
-        let sql = format!(
-            "UPDATE \"{}\" SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?{fence}",
-            self.table
-        );
-        let next = now_ms() + wait.as_millis() as i64;
-        let mut values: Vec<Value> = vec![
-            row.attempts.saturating_add(1).into(),
-            next.into(),
-            error.into(),
-            row.id.into(),
-        ];
-        values.extend(fence_values);
-        self.db
-            .execute_raw(self.sql(&sql, values))
-            .await
-            .map_err(|e| Error::db(self.context("recording a failed row"), e))?;
-        Ok(())
-    }
-}
-
-/// librdkafka's default `batch.size`.
-const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
-
-/// The topic's broker-side limit on a record batch (`max.message.bytes`), if readable.
-async fn topic_batch_limit(orm: &KafkaOrm, topic: &str) -> Option<usize> {
-    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = orm.client_config().create().ok()?;
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
-    let spec = ResourceSpecifier::Topic(topic);
-    let described = tokio::time::timeout(
-        Duration::from_secs(6),
-        admin.describe_configs([&spec], &opts),
-    )
-    .await;
-    // Destroying a client can wait on the broker: not on the runtime.
-    tokio::task::spawn_blocking(move || drop(admin));
-    let resource = described.ok()?.ok()?.into_iter().next()?.ok()?;
-    resource
-        .get("max.message.bytes")?
-        .value
-        .as_deref()?
-        .parse()
-        .ok()
-}
-
-struct Worker {
-    table: Table,
-    config: OutboxRelayBuilder,
-    wake: Arc<Notify>,
-    stopped: watch::Receiver<bool>,
-    shared: Arc<Shared>,
-    name_locked: watch::Receiver<bool>,
-}
-
-impl Worker {
-    /// wait → claim → deliver → record, until stopped; then the lease keeper releases.
-    async fn run(mut self) {
-        self.fit_batches_to_the_topic().await;
-        let batch_lock = Arc::new(AsyncMutex::new(()));
-        let (mut view, keeper) = self.start_leases(&batch_lock);
-        let mut window = ClaimWindow::default();
-        let mut error_streak = 0u32;
-        while !*self.stopped.borrow() {
-            let current = view.borrow_and_update().clone();
-            let usable = !current.owned.is_empty()
-                && self
-                    .table
-                    .timing
-                    .may_enqueue(std::time::Instant::now(), current.valid_until);
-            let claimed = if usable {
-                let _batch = batch_lock.lock().await;
-                self.batch(&mut window, &current).await
-            } else {
-                Ok(0)
-            };
-            let pause = match claimed {
-                Ok(n) if n > 0 => {
-                    error_streak = 0;
-                    continue;
-                }
-                Ok(_) => {
-                    error_streak = 0;
-                    self.config.poll_interval
-                }
-                Err(e) => {
-                    self.shared.error(e.to_string());
-                    error_streak = error_streak.saturating_add(1);
-                    self.config.backoff.delay_now(error_streak)
-                }
-            };
-            tokio::select! {
-                _ = self.wake.notified(), if error_streak == 0 => {}
-                _ = view.changed(), if error_streak == 0 && self.table.leased => {}
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.stopped.changed() => {}
-            }
-        }
-        if let Some((stop, task)) = keeper {
-            let _ = stop.send(true);
-            let _ = task.await;
-        }
-    }
-
-    /// Reads the topic's `max.message.bytes`; below librdkafka's batch size (1 MB), the
-    /// producer is made again with batches that fit.
-    async fn fit_batches_to_the_topic(&mut self) {
-        let Some(limit) = topic_batch_limit(&self.config.orm, &self.table.topic).await else {
-            return;
-        };
-        if limit >= LIBRDKAFKA_BATCH_SIZE {
-            return;
-        }
-        match self.config.producer(Some(limit)) {
-            Ok(p) => {
-                self.table.producer = p;
-                self.table.batch_limit = Some(limit);
-            }
-            Err(e) => self.shared.error(e.to_string()),
-        }
-    }
-
-    /// The lease view channel, and the keeper task (leased mode) with its stop switch.
-    #[allow(clippy::type_complexity)]
-    fn start_leases(
-        &self,
-        batch_lock: &Arc<AsyncMutex<()>>,
-    ) -> (
-        watch::Receiver<LeaseView>,
-        Option<(watch::Sender<bool>, JoinHandle<()>)>,
-    ) {
-        if !self.table.leased {
-            self.shared
-                .set_owned(self.table.table, super::BUCKETS as usize);
-            let (_tx, rx) = watch::channel(LeaseView::everything());
-            return (rx, None);
-        }
-        let (tx, rx) = watch::channel(LeaseView::empty());
-        let (stop, stopping) = watch::channel(false);
-        let keeper = LeaseKeeper {
-            db: self.table.db.clone(),
-            table: self.table.table,
-            me: self.table.me.clone(),
-            timing: self.table.timing,
-            view: tx,
-            batch_lock: Arc::clone(batch_lock),
-            name_locked: self.name_locked.clone(),
-            shared: Arc::clone(&self.shared),
-        };
-        (rx, Some((stop, tokio::spawn(keeper.run(stopping)))))
-    }
-
-    /// Claims, delivers and records one batch; returns the number of rows claimed.
-    async fn batch(&mut self, window: &mut ClaimWindow, view: &LeaseView) -> Result<usize> {
-        let started = std::time::Instant::now();
-        let rows = self.table.claim(window, view).await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let n = rows.len();
-        let span =
-            tracing::debug_span!("kafka_orm.relay_batch", table = self.table.table, rows = n);
-        async {
-            let outcome = self.table.deliver(rows, view).await;
-            self.record(outcome, view).await
-        }
-        .instrument(span)
-        .await?;
-        self.table.metrics.batch(n, started.elapsed());
-        self.table.renew_producer_if_fatal()?;
-        Ok(n)
-    }
-
-    /// Deletes delivered rows and backs failed rows off.
-    async fn record(&self, outcome: super::deliver::Outcome, view: &LeaseView) -> Result<()> {
-        let deleted = self.table.delete(&outcome.delivered, view).await?;
-        self.shared.delivered.fetch_add(deleted, Relaxed);
-        let fenced = outcome.delivered.len() as u64 - deleted.min(outcome.delivered.len() as u64);
-        self.table.metrics.delivered(deleted, fenced);
-        if fenced > 0 {
-            self.shared.fenced.fetch_add(fenced, Relaxed);
-            self.shared.error(format!(
-                "{fenced} delivered rows of `{}` were not deleted: the lease passed on (the new owner delivers them again)",
-                self.table.table
-            ));
-        }
-        for super::deliver::Failed {
-            row,
-            error,
-            transient,
-        } in outcome.failed
-        {
-            let attempts = row.attempts.saturating_add(1);
-            let policy = if transient {
-                &self.config.transient_backoff
-            } else {
-                &self.config.backoff
-            };
-            let wait = policy.delay_now(attempts.max(1) as u32);
-            self.shared.failed.fetch_add(1, Relaxed);
-            self.table.metrics.failed(transient);
-            self.shared.error(format!(
-                "row {} (key {:?}) of `{}` failed attempt {attempts}: {error}; retrying in {wait:?}",
-                row.id, row.key, self.table.table
-            ));
-            self.table.back_off(&row, wait, error, view).await?;
-        }
-        Ok(())
     }
 }
