@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 
 use super::dlq::{self, Failure, RawRecord};
-use super::forward::{Forward, Forwarder};
+use super::forward::Forwarder;
 use super::partitions::{Shared, Tp};
 use super::poll::ClientGuard;
 use super::retry::{self, RETRY_DUE, RETRY_FIRST_FAILURE, RETRY_TIERS};
@@ -154,7 +154,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     }
 
     /// Records the end of one message: moves the watermark, stores it, resumes.
-    fn finish(&self, place: Place, done: Done) {
+    pub(super) fn finish(&self, place: Place, done: Done) {
         let shared = &self.shared;
         let aborted = shared.aborted.load(Ordering::SeqCst);
         let mut parts = shared.lock();
@@ -189,7 +189,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     }
 
     /// Whether work at `place` should stop (revoked, aborted, or shutting down).
-    fn abandoned(&self, place: Place) -> bool {
+    pub(super) fn abandoned(&self, place: Place) -> bool {
         *self.stopping.borrow()
             || self.shared.aborted.load(Ordering::SeqCst)
             || self.shared.epoch_of(place.tp) != Some(place.epoch)
@@ -199,7 +199,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
     ///
     /// On the topic itself the message gets the configured in-place attempts; a message
     /// read from a retry tier first waits until it is due, then gets one attempt.
-    async fn one(&self, work: Work<T>) -> Done {
+    pub(super) async fn one(&self, work: Work<T>) -> Done {
         let (mut delivery, raw, place) = match work {
             Work::Message {
                 delivery,
@@ -348,76 +348,6 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         Done::Abandoned
     }
 
-    /// Sends `record` to `topic` in one Kafka transaction with the source offset, once
-    /// the message is its partition's watermark head (see [`super::forward`]); retries
-    /// until that works or the partition is gone.
-    async fn forward_once(&self, topic: &str, record: &RawRecord, place: Place) -> Done {
-        let Some(forwarder) = &self.forwarder else {
-            unreachable!("a forwarder exists whenever the topic has a dlq or retry topics")
-        };
-        let mut streak = 0;
-        loop {
-            match self.shared.is_head(place.tp, place.epoch, place.offset) {
-                None => return Done::Abandoned,
-                Some(false) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                }
-                Some(true) if self.shared.aborted.load(Ordering::SeqCst) => {
-                    return Done::Abandoned;
-                }
-                Some(true) => {}
-            }
-            let result = match self.commit_stored().await {
-                Ok(group) => {
-                    let offsets = self.shared.tpl(place.tp, Some(place.offset + 1));
-                    forwarder
-                        .send(Forward {
-                            topic,
-                            record,
-                            offsets,
-                            group,
-                        })
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => return Done::Finished,
-                Err(e) => {
-                    streak += 1;
-                    tracing::warn!(error = %e, topic, "cannot forward the failed message; retrying");
-                    if self.abandoned(place) {
-                        return Done::Abandoned;
-                    }
-                    tokio::time::sleep(self.backoff.delay_now(streak)).await;
-                }
-            }
-        }
-    }
-
-    /// Commits the stored offsets synchronously (so no later auto-commit of an older
-    /// offset undoes a transactional commit), and returns the group metadata.
-    async fn commit_stored(
-        &self,
-    ) -> crate::error::Result<rdkafka::consumer::ConsumerGroupMetadata> {
-        let client = Arc::clone(&self.client);
-        tokio::task::spawn_blocking(move || {
-            let c = client.get();
-            match c.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => {}
-                Err(e)
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
-                Err(e) => return Err(Error::kafka("committing offsets before forwarding", e)),
-            }
-            c.group_metadata()
-                .ok_or_else(|| Error::Config("the handler's consumer has no group metadata".into()))
-        })
-        .await
-        .map_err(|_| Error::Shutdown)?
-    }
-
     /// One transaction: inbox row, handler, commit.
     async fn attempt(&self, delivery: &Delivery<T>) -> std::result::Result<(), Attempt> {
         let span = tracing::info_span!(
@@ -481,72 +411,6 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
                 Err(format!("the handler panicked: {what}").into())
             }
         }
-    }
-
-    /// Batch mode: one transaction for all of `works`; on any failure, one by one.
-    async fn batch(&self, works: Vec<Work<T>>) {
-        let places: Vec<_> = works.iter().map(Work::place).collect();
-        if self.try_batch(&works).await {
-            for place in places {
-                self.finish(place, Done::Finished);
-            }
-            return;
-        }
-        for w in works {
-            let place = w.place();
-            let done = self.one(w).await;
-            self.finish(place, done);
-        }
-    }
-
-    /// Returns whether the whole batch committed (all decodable, handled or duplicates).
-    async fn try_batch(&self, works: &[Work<T>]) -> bool {
-        let deliveries: Vec<&Delivery<T>> = works
-            .iter()
-            .filter_map(|w| match w {
-                Work::Message { delivery, .. } => Some(delivery),
-                Work::Undecodable { .. } => None,
-            })
-            .collect();
-        if deliveries.len() != works.len() {
-            return false;
-        }
-        let _permit = self.permits.acquire().await;
-        let started = Instant::now();
-        let Ok(txn) = self.db.begin().await else {
-            return false;
-        };
-        // One statement records the whole batch in the inbox; only new messages are handled.
-        let Ok(fresh) = inbox::record_batch(&txn, &self.group, &deliveries).await else {
-            let _ = txn.rollback().await;
-            return false;
-        };
-        let new: Vec<&Delivery<T>> = deliveries
-            .iter()
-            .zip(&fresh)
-            .filter_map(|(d, f)| f.then_some(*d))
-            .collect();
-        let duplicates = (deliveries.len() - new.len()) as u64;
-        if !new.is_empty() {
-            let call = AssertUnwindSafe(self.handler.handle_batch(&txn, &new)).catch_unwind();
-            if !matches!(call.await, Ok(Ok(()))) {
-                let _ = txn.rollback().await;
-                return false;
-            }
-        }
-        if txn.commit().await.is_err() {
-            return false;
-        }
-        let c = &self.shared.counters;
-        c.handled.fetch_add(new.len() as u64, Ordering::Relaxed);
-        c.duplicates.fetch_add(duplicates, Ordering::Relaxed);
-        Counters::bump(&c.transactions);
-        c.latency.record(started.elapsed());
-        let m = &self.shared.metrics;
-        m.handled.increment(new.len() as u64);
-        m.duplicates.increment(duplicates);
-        m.processed(started.elapsed(), true);
-        true
     }
 }
 

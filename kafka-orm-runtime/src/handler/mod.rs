@@ -47,6 +47,8 @@
 mod dlq;
 mod forward;
 mod lane;
+mod lane_batch;
+mod lane_forward;
 mod partitions;
 mod poll;
 mod retry;
