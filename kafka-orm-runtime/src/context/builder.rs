@@ -1,0 +1,419 @@
+//! [`KafkaOrmBuilder`]: how a service describes its broker, database and settings, and
+//! `build()`, which checks them and opens the context.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::FutureProducer;
+use sea_orm::DatabaseConnection;
+
+use super::admin::create_topics;
+use super::embedded::EmbeddedBroker;
+use super::{BOOTSTRAP_ENV, Inner, KafkaOrm, client_config};
+use crate::error::{Error, Result};
+use crate::security::{self, Sasl, Scram, Security, Tls};
+use crate::{connect, registry, schema};
+
+/// How to reach Kafka.
+#[derive(Debug, Clone)]
+enum BrokerChoice {
+    Unset,
+    Servers(String),
+    FromEnv,
+    Embedded,
+}
+
+/// Builds a [`KafkaOrm`]; start with [`KafkaOrm::builder`].
+///
+/// `Debug` output leaves out passwords, secrets and PEM texts.
+#[derive(Clone)]
+#[must_use = "call `.build().await` to get the context"]
+pub struct KafkaOrmBuilder {
+    broker: BrokerChoice,
+    namespace: String,
+    default_group: Option<String>,
+    security: Security,
+    common: BTreeMap<String, String>,
+    producer_overrides: BTreeMap<String, String>,
+    consumer_overrides: BTreeMap<String, String>,
+    database: Option<DatabaseConnection>,
+    create_topics: bool,
+    migrate: bool,
+    connect_timeout: Duration,
+    send_timeout: Duration,
+    consumer_buffer: usize,
+    metrics_interval: Duration,
+}
+
+impl KafkaOrm {
+    /// Starts configuring a context.
+    pub fn builder() -> KafkaOrmBuilder {
+        KafkaOrmBuilder {
+            broker: BrokerChoice::Unset,
+            namespace: String::new(),
+            default_group: None,
+            security: Security::default(),
+            common: BTreeMap::new(),
+            producer_overrides: BTreeMap::new(),
+            consumer_overrides: BTreeMap::new(),
+            database: None,
+            create_topics: true,
+            migrate: true,
+            connect_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            consumer_buffer: 1024,
+            metrics_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for KafkaOrmBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if security::is_secret(k) {
+                        "<redacted>".into()
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        };
+        f.debug_struct("KafkaOrmBuilder")
+            .field("broker", &self.broker)
+            .field("namespace", &self.namespace)
+            .field("default_group", &self.default_group)
+            .field("security", &self.security)
+            .field("common", &shown(&self.common))
+            .field("producer_overrides", &shown(&self.producer_overrides))
+            .field("consumer_overrides", &shown(&self.consumer_overrides))
+            .field("database", &self.database.is_some())
+            .field("create_topics", &self.create_topics)
+            .field("migrate", &self.migrate)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("consumer_buffer", &self.consumer_buffer)
+            .field("metrics_interval", &self.metrics_interval)
+            .finish()
+    }
+}
+
+impl KafkaOrmBuilder {
+    /// Kafka's bootstrap servers, e.g. `"localhost:9092"`.
+    pub fn bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+        self.broker = BrokerChoice::Servers(servers.into());
+        self
+    }
+
+    /// Reads the bootstrap servers from `KAFKA_BOOTSTRAP_SERVERS` at `build()`; building
+    /// fails with a clear error when it is not set.
+    pub fn bootstrap_from_env(mut self) -> Self {
+        self.broker = BrokerChoice::FromEnv;
+        self
+    }
+
+    /// Runs an in-process broker (librdkafka's mock cluster) inside this process: for
+    /// demos and quick tests with zero setup. It is not Kafka: no admin API, no persistence.
+    pub fn embedded(mut self) -> Self {
+        self.broker = BrokerChoice::Embedded;
+        self
+    }
+
+    /// Prefixes every topic name and consumer group with `namespace` (e.g. `"staging."`), so
+    /// several environments or test runs can share one cluster.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Consumer group for topics that do not set `group = ".."`.
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.default_group = Some(group.into());
+        self
+    }
+
+    /// The database for the outbox and the inbox.
+    pub fn database(mut self, db: DatabaseConnection) -> Self {
+        self.database = Some(db);
+        self
+    }
+
+    /// Passes a librdkafka setting to every client (producer, consumers, admin), e.g.
+    /// `.set("client.id", "billing")` or `.set("ssl.certificate.location", "client.pem")`.
+    ///
+    /// For TLS and SASL use the typed [`tls`](Self::tls), [`sasl_plain`](Self::sasl_plain)
+    /// and [`sasl_scram`](Self::sasl_scram); a key given here wins over the setting they
+    /// derive (the escape hatch, e.g. `.set("security.protocol", "SASL_PLAINTEXT")`).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.common.insert(key.into(), value.into());
+        self
+    }
+
+    /// Encrypts every connection with TLS and checks the broker's certificate against
+    /// `tls`'s certificate authorities and its host name (`security.protocol=SSL`, or
+    /// `SASL_SSL` with a `sasl_*` method; `ssl.ca.location` / `ssl.ca.pem`;
+    /// `ssl.endpoint.identification.algorithm=https`). Applies to the producer, every
+    /// consumer, handler and relay, the admin client and [`KafkaOrm::client_config`].
+    ///
+    /// * Confluent Cloud, Amazon MSK, Aiven and other clusters with public certificates:
+    ///   [`tls_system_roots`](Self::tls_system_roots).
+    /// * A self-signed or private CA (Aiven's project `ca.pem`, your own PKI, the test
+    ///   broker of `scripts/kafka`): `.tls(Tls::ca_file("ca.pem"))`.
+    /// * Client certificates (mutual TLS: Aiven's default, MSK on port 9094): add
+    ///   `.set("ssl.certificate.location", "service.cert")` and
+    ///   `.set("ssl.key.location", "service.key")`.
+    ///
+    /// An untrusted certificate, a wrong host name or a port that does not speak TLS makes
+    /// `build()` fail at once with [`Error::Tls`].
+    ///
+    /// ```
+    /// use kafka_orm_runtime::{KafkaOrm, Scram, Tls};
+    ///
+    /// // Aiven (SASL enabled on the service) or any cluster with its own CA:
+    /// let builder = KafkaOrm::builder()
+    ///     .bootstrap_servers("kafka-1234.aivencloud.com:12345")
+    ///     .tls(Tls::ca_file("ca.pem"))
+    ///     .sasl_scram(Scram::Sha256, "avnadmin", "password");
+    /// ```
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.security.tls = Some(tls);
+        self
+    }
+
+    /// TLS with the operating system's certificate authorities: `.tls(Tls::system_roots())`.
+    /// Right for managed clusters (Confluent Cloud, Amazon MSK, Aiven); the machine needs
+    /// its CA store (Debian and Ubuntu: the `ca-certificates` package).
+    pub fn tls_system_roots(self) -> Self {
+        self.tls(Tls::system_roots())
+    }
+
+    /// Authenticates with SASL `PLAIN` (`sasl.mechanism=PLAIN`, `sasl.username`,
+    /// `sasl.password`), over TLS: with the system's CAs unless [`tls`](Self::tls) says
+    /// otherwise (`security.protocol=SASL_SSL`).
+    ///
+    /// Confluent Cloud: the user name is the cluster API key, the password its secret:
+    ///
+    /// ```
+    /// use kafka_orm_runtime::KafkaOrm;
+    ///
+    /// # fn f(api_key: String, api_secret: String) {
+    /// let builder = KafkaOrm::builder()
+    ///     .bootstrap_servers("pkc-12345.eu-west-1.aws.confluent.cloud:9092")
+    ///     .tls_system_roots()
+    ///     .sasl_plain(api_key, api_secret);
+    /// # }
+    /// ```
+    ///
+    /// A wrong user name or password makes `build()` fail at once with
+    /// [`Error::Authentication`], naming the address, the mechanism and the user.
+    pub fn sasl_plain(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.security.sasl = Some(Sasl {
+            mechanism: "PLAIN",
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Authenticates with SASL `SCRAM-SHA-256` or `SCRAM-SHA-512`, over TLS like
+    /// [`sasl_plain`](Self::sasl_plain) (the password itself never crosses the network).
+    ///
+    /// Amazon MSK: SCRAM-SHA-512 on port 9096, credentials from AWS Secrets Manager,
+    /// Amazon's public CA. MSK's IAM authentication (port 9098) needs `OAUTHBEARER` with a
+    /// token provider, which kafka-orm does not support (see [what is supported](crate::security)):
+    ///
+    /// ```
+    /// use kafka_orm_runtime::{KafkaOrm, Scram};
+    ///
+    /// let builder = KafkaOrm::builder()
+    ///     .bootstrap_servers("b-1.orders.abc123.c2.kafka.eu-west-1.amazonaws.com:9096")
+    ///     .tls_system_roots()
+    ///     .sasl_scram(Scram::Sha512, "billing", "from-secrets-manager");
+    /// ```
+    pub fn sasl_scram(
+        mut self,
+        mechanism: Scram,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.security.sasl = Some(Sasl {
+            mechanism: mechanism.mechanism(),
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Passes a librdkafka setting to the producer only, e.g. `.producer_set("linger.ms", "1")`.
+    pub fn producer_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.producer_overrides.insert(key.into(), value.into());
+        self
+    }
+
+    /// Passes a librdkafka setting to consumers only, e.g.
+    /// `.consumer_set("auto.offset.reset", "latest")`.
+    pub fn consumer_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.consumer_overrides.insert(key.into(), value.into());
+        self
+    }
+
+    /// Whether `build()` creates registered topics that are missing (default: yes).
+    pub fn create_topics(mut self, create: bool) -> Self {
+        self.create_topics = create;
+        self
+    }
+
+    /// Whether `build()` creates the outbox and inbox tables the registered topics need
+    /// (default: yes; idempotent). Turn it off when your own migrations run
+    /// [`crate::schema::statements`].
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// How long `build()` waits for the broker to answer before failing (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a produce may wait for room in the local queue (default 30 s); delivery
+    /// itself is bounded by librdkafka's `message.timeout.ms`.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+
+    /// How many decoded messages a consumer buffers ahead of the caller (default 1024).
+    pub fn consumer_buffer(mut self, messages: usize) -> Self {
+        self.consumer_buffer = messages;
+        self
+    }
+
+    /// How often the sampled metrics are taken (default 5 s): the committed-offset lag of
+    /// handlers and streams (on a thread of each consumer's own) and the outbox backlog and
+    /// oldest age (by each relay). See [`crate::telemetry`].
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Validates the registry (conflicting settings, and table and column names a
+    /// hand-written `impl Topic` may get wrong: [`Error::InvalidIdentifier`], before any
+    /// SQL runs), connects, creates missing topics, creates the tables and opens the
+    /// producer.
+    pub async fn build(self) -> Result<KafkaOrm> {
+        let topics = registry::registered_topics();
+        registry::validate(&topics)?;
+        let (bootstrap, embedded) = self.broker.clone().resolve()?;
+        let common = self.common_settings(&bootstrap, embedded.is_some())?;
+        let producer_config = producer_config(&bootstrap, &common, &self.producer_overrides);
+        let producer: FutureProducer = producer_config
+            .create()
+            .map_err(|e| connect::creation_error(&bootstrap, "creating the producer", e))?;
+
+        let client = client_config(&bootstrap, &common);
+        connect::wait_for_broker(&client, &bootstrap, self.connect_timeout).await?;
+        if self.create_topics {
+            match &embedded {
+                Some(broker) => broker.create_topics(&topics, &self.namespace)?,
+                None => {
+                    create_topics(&client, &topics, &self.namespace, self.connect_timeout).await?
+                }
+            }
+        }
+        if let (Some(db), true) = (&self.database, self.migrate) {
+            schema::migrate(db, &topics).await?;
+        }
+        tracing::info!(
+            bootstrap = %bootstrap,
+            topics = ?topics.iter().map(|t| t.name).collect::<Vec<_>>(),
+            "kafka-orm context ready"
+        );
+
+        Ok(KafkaOrm {
+            inner: Arc::new(Inner {
+                bootstrap,
+                namespace: self.namespace,
+                default_group: self.default_group,
+                common,
+                consumer_overrides: self.consumer_overrides,
+                producer_config,
+                producer,
+                database: self.database,
+                topics,
+                send_timeout: self.send_timeout,
+                consumer_buffer: self.consumer_buffer,
+                metrics_interval: self.metrics_interval,
+                _embedded: embedded,
+            }),
+        })
+    }
+
+    /// The settings every client starts from: the typed security settings, then the raw
+    /// ones given with [`Self::set`] (which win).
+    fn common_settings(&self, bootstrap: &str, embedded: bool) -> Result<BTreeMap<String, String>> {
+        if embedded && self.security.is_set() {
+            return Err(Error::Config(
+                "the embedded broker speaks plaintext only: drop `.tls(..)` / `.sasl_*(..)` or use a real broker".into(),
+            ));
+        }
+        self.security.check().map_err(|reason| Error::Tls {
+            bootstrap: bootstrap.to_string(),
+            reason,
+        })?;
+        let mut common: BTreeMap<String, String> = self
+            .security
+            .settings()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        common.extend(self.common.clone());
+        Ok(common)
+    }
+}
+
+/// The shared producer's configuration: idempotent, `acks=all`, then the user's producer
+/// settings.
+fn producer_config(
+    bootstrap: &str,
+    common: &BTreeMap<String, String>,
+    overrides: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut cfg = client_config(bootstrap, common);
+    cfg.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "60000");
+    for (k, v) in overrides {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+impl BrokerChoice {
+    /// The bootstrap servers, starting the embedded broker when that is the choice.
+    fn resolve(self) -> Result<(String, Option<EmbeddedBroker>)> {
+        match self {
+            BrokerChoice::Servers(s) => Ok((s, None)),
+            BrokerChoice::FromEnv => match std::env::var(BOOTSTRAP_ENV) {
+                Ok(s) if !s.trim().is_empty() => Ok((s, None)),
+                _ => Err(Error::Config(format!(
+                    "`{BOOTSTRAP_ENV}` is not set; set it to the broker address (host:port)"
+                ))),
+            },
+            BrokerChoice::Embedded => {
+                let broker = EmbeddedBroker::start()?;
+                Ok((broker.bootstrap.clone(), Some(broker)))
+            }
+            BrokerChoice::Unset => Err(Error::Config(
+                "no broker: call `.bootstrap_servers(..)`, `.bootstrap_from_env()` or `.embedded()`"
+                    .into(),
+            )),
+        }
+    }
+}

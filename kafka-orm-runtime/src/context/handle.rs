@@ -1,0 +1,182 @@
+//! [`TopicHandle`]: the typed handle of one topic, what a service produces, publishes and
+//! consumes through.
+
+use std::marker::PhantomData;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use sea_orm::DatabaseTransaction;
+
+use super::KafkaOrm;
+use crate::consumer::TopicConsumer;
+use crate::error::{Error, Result};
+use crate::outbox;
+use crate::producer::{self, DeliveryReport, Headers};
+use crate::telemetry::metrics as telemetry;
+use crate::topic::{Consumable, OutboxTopic, Producible, Topic, TopicSpec};
+
+impl KafkaOrm {
+    /// The typed handle of topic `T`: produce to it, consume it.
+    pub fn topic<T: Topic>(&self) -> TopicHandle<T> {
+        TopicHandle {
+            orm: self.clone(),
+            group: None,
+            _type: PhantomData,
+        }
+    }
+}
+
+/// The handle of one topic `T` in a context: produce, consume.
+///
+/// Get it with [`KafkaOrm::topic`]; it is cheap to create and to clone.
+pub struct TopicHandle<T> {
+    orm: KafkaOrm,
+    group: Option<String>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TopicHandle<T> {
+    fn clone(&self) -> Self {
+        TopicHandle {
+            orm: self.orm.clone(),
+            group: self.group.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Topic> TopicHandle<T> {
+    /// The topic's settings.
+    pub fn spec(&self) -> &'static TopicSpec {
+        T::SPEC
+    }
+
+    /// The Kafka topic name (with the context's namespace).
+    pub fn name(&self) -> String {
+        self.orm.topic_name(T::SPEC)
+    }
+
+    pub(crate) fn orm(&self) -> &KafkaOrm {
+        &self.orm
+    }
+
+    pub(crate) fn explicit_group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    /// Uses consumer group `group` for this handle instead of the topic's or context's.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+}
+
+impl<T: Topic> TopicHandle<T> {
+    /// Produces `value` (key from the key fields, message-id header stamped) and waits for
+    /// the broker's acknowledgement.
+    pub async fn produce(&self, value: &T) -> Result<DeliveryReport>
+    where
+        T: Producible,
+    {
+        self.produce_with_headers(value, Headers::new()).await
+    }
+
+    /// Produces `value` with extra headers.
+    pub async fn produce_with_headers(&self, value: &T, headers: Headers) -> Result<DeliveryReport>
+    where
+        T: Producible,
+    {
+        let msg = producer::encode(value, headers)?;
+        let inner = &self.orm.inner;
+        producer::send(&inner.producer, &self.name(), msg, inner.send_timeout).await
+    }
+
+    /// Produces many values concurrently (batched by librdkafka) and waits for every
+    /// acknowledgement; reports come back in input order. Encoding errors fail the whole
+    /// call before anything is sent.
+    pub async fn produce_all<'a, I>(&self, values: I) -> Result<Vec<DeliveryReport>>
+    where
+        T: Producible,
+        I: IntoIterator<Item = &'a T>,
+    {
+        let msgs = values
+            .into_iter()
+            .map(|v| producer::encode(v, Headers::new()))
+            .collect::<Result<Vec<_>>>()?;
+        let inner = &self.orm.inner;
+        producer::send_all(&inner.producer, &self.name(), msgs, inner.send_timeout).await
+    }
+}
+
+impl<T: Topic> TopicHandle<T> {
+    /// Writes `value` into the topic's outbox inside `txn`: it reaches Kafka after `txn`
+    /// commits (delivered by [`KafkaOrm::outbox_relay`]) and never if it rolls back.
+    /// Returns the message id the relayed message will carry.
+    pub async fn publish(&self, txn: &DatabaseTransaction, value: &T) -> Result<String>
+    where
+        T: OutboxTopic,
+    {
+        self.publish_with_headers(txn, value, Headers::new()).await
+    }
+
+    /// [`publish`](Self::publish) with extra headers (e.g. `traceparent`), relayed as given.
+    pub async fn publish_with_headers(
+        &self,
+        txn: &DatabaseTransaction,
+        value: &T,
+        headers: Headers,
+    ) -> Result<String>
+    where
+        T: OutboxTopic,
+    {
+        let mut ids = outbox::publish(txn, &[value], headers).await?;
+        telemetry::published(&self.name(), outbox::table_of(T::SPEC), 1);
+        Ok(ids.remove(0))
+    }
+
+    /// Writes many values into the outbox inside `txn` with one insert statement; per key
+    /// they are delivered in the order given. Returns the message ids in input order.
+    pub async fn publish_all<'a, I>(
+        &self,
+        txn: &DatabaseTransaction,
+        values: I,
+    ) -> Result<Vec<String>>
+    where
+        T: OutboxTopic,
+        I: IntoIterator<Item = &'a T>,
+    {
+        let values: Vec<&T> = values.into_iter().collect();
+        let ids = outbox::publish(txn, &values, Headers::new()).await?;
+        telemetry::published(&self.name(), outbox::table_of(T::SPEC), ids.len() as u64);
+        Ok(ids)
+    }
+}
+
+impl<T: Topic> TopicHandle<T> {
+    /// Subscribes to the topic in its consumer group and returns a stream of deliveries.
+    ///
+    /// Nothing is committed automatically: call [`TopicConsumer::commit`]. A new group
+    /// starts at the earliest offset unless `auto.offset.reset` is set otherwise.
+    pub async fn consume(&self) -> Result<TopicConsumer<T>>
+    where
+        T: Consumable,
+    {
+        let inner = &self.orm.inner;
+        let group = self.orm.group_for(T::SPEC, self.group.as_deref())?;
+        let topic = self.name();
+        let consumer: StreamConsumer = self
+            .orm
+            .consumer_config(&group)
+            .create()
+            .map_err(|e| Error::kafka(format!("creating a consumer for `{topic}`"), e))?;
+        consumer
+            .subscribe(&[&topic])
+            .map_err(|e| Error::kafka(format!("subscribing to `{topic}`"), e))?;
+        Ok(TopicConsumer::start(
+            consumer,
+            topic,
+            group,
+            inner.consumer_buffer,
+            inner.metrics_interval,
+        ))
+    }
+}

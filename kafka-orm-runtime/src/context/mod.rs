@@ -1,0 +1,183 @@
+//! The [`KafkaOrm`] context: one per service, built once at startup, cheap to clone.
+//!
+//! `build()` reads the topics registered by `#[derive(Topic)]`, rejects contradictions,
+//! checks that the broker answers (in bounded time), creates missing topics, and opens the
+//! shared idempotent producer. [`KafkaOrm::topic`] then hands out typed per-topic handles.
+//!
+//! - [`builder`]: [`KafkaOrmBuilder`], its settings and `build()`;
+//! - [`admin`]: the Kafka topics the registry needs and their creation;
+//! - [`embedded`]: the in-process broker behind [`KafkaOrmBuilder::embedded`];
+//! - [`handle`]: [`TopicHandle`], what a service produces, publishes and consumes through.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, Producer};
+use sea_orm::DatabaseConnection;
+
+use crate::error::{Error, Result};
+use crate::topic::TopicSpec;
+
+mod admin;
+mod builder;
+mod embedded;
+mod handle;
+
+pub use builder::KafkaOrmBuilder;
+pub use handle::TopicHandle;
+
+use embedded::EmbeddedBroker;
+
+/// Environment variable read by [`KafkaOrmBuilder::bootstrap_from_env`].
+pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
+
+/// The kafka-orm context: registered topics, the shared producer, the optional database.
+///
+/// Cloning is cheap (an `Arc`); clone it into tasks rather than building another.
+#[derive(Clone)]
+pub struct KafkaOrm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bootstrap: String,
+    namespace: String,
+    default_group: Option<String>,
+    common: BTreeMap<String, String>,
+    consumer_overrides: BTreeMap<String, String>,
+    producer_config: ClientConfig,
+    producer: FutureProducer,
+    database: Option<DatabaseConnection>,
+    topics: Vec<&'static TopicSpec>,
+    send_timeout: Duration,
+    consumer_buffer: usize,
+    metrics_interval: Duration,
+    // Declared last: the embedded broker outlives the clients above.
+    _embedded: Option<EmbeddedBroker>,
+}
+
+impl KafkaOrm {
+    /// The bootstrap servers in use (the embedded broker's address in embedded mode).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.inner.bootstrap
+    }
+
+    /// Every topic registered in this binary, as validated at startup.
+    pub fn topics(&self) -> &[&'static TopicSpec] {
+        &self.inner.topics
+    }
+
+    /// The Kafka topic name of `spec` in this context (namespace prefix applied).
+    pub fn topic_name(&self, spec: &TopicSpec) -> String {
+        self.namespaced(spec.name)
+    }
+
+    /// `name` with the context's namespace prefix (topics, groups, transactional ids).
+    pub(crate) fn namespaced(&self, name: &str) -> String {
+        format!("{}{name}", self.inner.namespace)
+    }
+
+    /// The database given to the builder, if any.
+    pub fn database(&self) -> Option<&DatabaseConnection> {
+        self.inner.database.as_ref()
+    }
+
+    /// Waits until every message produced so far is acknowledged, at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.producer.flush(timeout))
+            .await
+            .map_err(|_| Error::Shutdown)?
+            .map_err(|e| Error::kafka("flushing the producer", e))
+    }
+
+    /// A librdkafka configuration with the context's common settings (bootstrap servers and
+    /// everything passed through with [`KafkaOrmBuilder::set`]).
+    pub fn client_config(&self) -> ClientConfig {
+        client_config(&self.inner.bootstrap, &self.inner.common)
+    }
+
+    pub(crate) fn send_timeout(&self) -> Duration {
+        self.inner.send_timeout
+    }
+
+    /// How often lag and outbox backlog gauges are sampled.
+    pub(crate) fn metrics_interval(&self) -> Duration {
+        self.inner.metrics_interval
+    }
+
+    /// The shared producer (health checks ask the broker through it).
+    pub(crate) fn producer(&self) -> &FutureProducer {
+        &self.inner.producer
+    }
+
+    /// The producer configuration of the context (idempotent, `acks=all`, the user's
+    /// producer settings), for components that need a producer of their own.
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        self.inner.producer_config.clone()
+    }
+
+    /// A consumer configuration for `group`: the context's settings, manual offset storing,
+    /// earliest reset, then the consumer overrides.
+    pub(crate) fn consumer_config(&self, group: &str) -> ClientConfig {
+        self.consumer_config_with(group, &[])
+    }
+
+    /// Like [`Self::consumer_config`] with extra defaults, still overridden by the user's
+    /// `consumer_set` settings.
+    pub(crate) fn consumer_config_with(
+        &self,
+        group: &str,
+        defaults: &[(&str, &str)],
+    ) -> ClientConfig {
+        let inner = &self.inner;
+        let mut cfg = client_config(&inner.bootstrap, &inner.common);
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in defaults {
+            cfg.set(*k, *v);
+        }
+        for (k, v) in &inner.consumer_overrides {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    pub(crate) fn group_for(
+        &self,
+        spec: &'static TopicSpec,
+        explicit: Option<&str>,
+    ) -> Result<String> {
+        let group = explicit
+            .or(spec.group)
+            .or(self.inner.default_group.as_deref())
+            .ok_or(Error::NoGroup { topic: spec.name })?;
+        Ok(self.namespaced(group))
+    }
+}
+
+impl std::fmt::Debug for KafkaOrm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaOrm")
+            .field("bootstrap", &self.inner.bootstrap)
+            .field("namespace", &self.inner.namespace)
+            .field("topics", &self.inner.topics.len())
+            .field("database", &self.inner.database.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A librdkafka configuration: `bootstrap.servers` then `settings`.
+fn client_config(bootstrap: &str, settings: &BTreeMap<String, String>) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap);
+    for (k, v) in settings {
+        cfg.set(k, v);
+    }
+    cfg
+}
