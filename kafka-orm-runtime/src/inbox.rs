@@ -36,7 +36,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, V
 use crate::consumer::Delivery;
 use crate::error::{Error, Result};
 use crate::ident;
-use crate::key::{DedupColumn, DedupValue};
+use crate::key::{ColumnKind, DedupValue};
 use crate::outbox::{now_ms, placeholders};
 use crate::topic::{InboxSpec, Topic, TopicSpec};
 
@@ -78,7 +78,7 @@ pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<Strin
                     .dedup_columns
                     .get(i)
                     .copied()
-                    .unwrap_or(DedupColumn::Text);
+                    .unwrap_or(ColumnKind::Text);
                 format!("{name} {} NOT NULL", column.sql_type(backend))
             })
             .collect()

@@ -33,8 +33,8 @@ pub trait KeyPart {
     /// Whether the value is a number in a composite (JSON array) key.
     const NUMERIC: bool = false;
     /// The type of this part's `key_<field>` column in the outbox table. By default
-    /// [`KeyColumn::Text`], holding [`KeyPart::key_text`].
-    const COLUMN: KeyColumn = KeyColumn::Text;
+    /// [`ColumnKind::Text`], holding [`KeyPart::key_text`].
+    const COLUMN: ColumnKind = ColumnKind::Text;
     /// The value of this part's `key_<field>` column; it must be of the type [`COLUMN`]
     /// says (`Value::BigInt`, `Value::String`, `Value::Uuid` or `Value::Bool`), or
     /// publishing fails with [`Error::Encode`](crate::error::Error::Encode). By default the
@@ -51,7 +51,7 @@ impl<T: KeyPart + ?Sized> KeyPart for &T {
         (**self).key_text()
     }
     const NUMERIC: bool = T::NUMERIC;
-    const COLUMN: KeyColumn = T::COLUMN;
+    const COLUMN: ColumnKind = T::COLUMN;
     fn key_value(&self) -> Value {
         (**self).key_value()
     }
@@ -79,7 +79,7 @@ impl KeyPart for bool {
     fn key_text(&self) -> Cow<'_, str> {
         Cow::Borrowed(if *self { "true" } else { "false" })
     }
-    const COLUMN: KeyColumn = KeyColumn::Bool;
+    const COLUMN: ColumnKind = ColumnKind::Bool;
     fn key_value(&self) -> Value {
         Value::Bool(Some(*self))
     }
@@ -95,7 +95,7 @@ impl KeyPart for uuid::Uuid {
     fn key_text(&self) -> Cow<'_, str> {
         Cow::Owned(self.hyphenated().to_string())
     }
-    const COLUMN: KeyColumn = KeyColumn::Uuid;
+    const COLUMN: ColumnKind = ColumnKind::Uuid;
     fn key_value(&self) -> Value {
         Value::Uuid(Some(*self))
     }
@@ -109,7 +109,7 @@ macro_rules! bigint_key_part {
                 Cow::Owned(self.to_string())
             }
             const NUMERIC: bool = true;
-            const COLUMN: KeyColumn = KeyColumn::BigInt;
+            const COLUMN: ColumnKind = ColumnKind::BigInt;
             #[allow(clippy::cast_lossless, trivial_numeric_casts)]
             fn key_value(&self) -> Value {
                 Value::BigInt(Some(*self as i64))
@@ -132,17 +132,18 @@ macro_rules! text_numeric_key_part {
 }
 text_numeric_key_part!(i128, u64, u128, usize);
 
-/// The SQL type of a typed key column (`key_<field>` in the outbox table).
+/// The SQL type of a typed key or dedup column: `key_<field>` in the outbox table (see
+/// [`KeyPart::COLUMN`]), `dedup_<field>` in the inbox table (see [`DedupPart::COLUMN`]).
 ///
-/// The discriminants are those of [`DedupColumn`]; generated entities map both to a Rust
-/// type through them.
+/// Generated entities map it to a Rust type through its discriminant (see
+/// [`ColumnType`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum KeyColumn {
-    /// `BIGINT` (Rust `i64`): integers up to `i64`/`u32`, and `isize`.
+pub enum ColumnKind {
+    /// `BIGINT` (Rust `i64`): integers up to `i64`/`u32`, and `isize` in keys.
     BigInt = 0,
-    /// `TEXT` (Rust `String`): strings, `char`, `u64`, `usize`, `i128`, `u128` (in
-    /// decimal) and, by default, your own key types (their key text).
+    /// `TEXT` (Rust `String`): strings, and in keys `char`, `u64`, `usize`, `i128`,
+    /// `u128` (in decimal) and, by default, your own key types (their key text).
     Text = 1,
     /// `UUID` on PostgreSQL, a 16-byte `BLOB` on SQLite (Rust `uuid::Uuid`).
     Uuid = 2,
@@ -150,15 +151,15 @@ pub enum KeyColumn {
     Bool = 3,
 }
 
-impl KeyColumn {
+impl ColumnKind {
     /// The column's SQL type on `backend`.
     pub(crate) fn sql_type(self, backend: DatabaseBackend) -> &'static str {
         match (self, backend) {
-            (KeyColumn::BigInt, _) => "BIGINT",
-            (KeyColumn::Text, _) => "TEXT",
-            (KeyColumn::Uuid, DatabaseBackend::Postgres) => "UUID",
-            (KeyColumn::Uuid, _) => "BLOB",
-            (KeyColumn::Bool, _) => "BOOLEAN",
+            (ColumnKind::BigInt, _) => "BIGINT",
+            (ColumnKind::Text, _) => "TEXT",
+            (ColumnKind::Uuid, DatabaseBackend::Postgres) => "UUID",
+            (ColumnKind::Uuid, _) => "BLOB",
+            (ColumnKind::Bool, _) => "BOOLEAN",
         }
     }
 
@@ -166,10 +167,10 @@ impl KeyColumn {
     pub(crate) fn accepts(self, value: &Value) -> bool {
         matches!(
             (self, value),
-            (KeyColumn::BigInt, Value::BigInt(Some(_)))
-                | (KeyColumn::Text, Value::String(Some(_)))
-                | (KeyColumn::Uuid, Value::Uuid(Some(_)))
-                | (KeyColumn::Bool, Value::Bool(Some(_)))
+            (ColumnKind::BigInt, Value::BigInt(Some(_)))
+                | (ColumnKind::Text, Value::String(Some(_)))
+                | (ColumnKind::Uuid, Value::Uuid(Some(_)))
+                | (ColumnKind::Bool, Value::Bool(Some(_)))
         )
     }
 }
@@ -243,42 +244,15 @@ impl fmt::Display for DedupValue {
     }
 }
 
-/// The column type a dedup field is stored in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum DedupColumn {
-    /// `BIGINT` (Rust `i64`).
-    BigInt = 0,
-    /// `TEXT` (Rust `String`).
-    Text = 1,
-    /// `UUID` on PostgreSQL, a 16-byte `BLOB` on SQLite (Rust `uuid::Uuid`).
-    Uuid = 2,
-    /// `BOOLEAN` (Rust `bool`).
-    Bool = 3,
-}
-
-impl DedupColumn {
-    /// The column's SQL type on `backend`.
-    pub(crate) fn sql_type(self, backend: DatabaseBackend) -> &'static str {
-        match self {
-            DedupColumn::BigInt => KeyColumn::BigInt,
-            DedupColumn::Text => KeyColumn::Text,
-            DedupColumn::Uuid => KeyColumn::Uuid,
-            DedupColumn::Bool => KeyColumn::Bool,
-        }
-        .sql_type(backend)
-    }
-}
-
 /// The Rust type of a typed column, from its kind's discriminant: generated entities
 /// name a column of a field type they do not know by name as
 /// `ColumnType<{ <Ty as KeyPart>::COLUMN as u8 }>` (or `DedupPart`).
 #[doc(hidden)]
-pub type ColumnType<const KIND: u8> = <ColumnKind<KIND> as ColumnRust>::Type;
+pub type ColumnType<const KIND: u8> = <Kind<KIND> as ColumnRust>::Type;
 
 /// See [`ColumnType`].
 #[doc(hidden)]
-pub struct ColumnKind<const KIND: u8>;
+pub struct Kind<const KIND: u8>;
 
 /// See [`ColumnType`].
 #[doc(hidden)]
@@ -286,16 +260,16 @@ pub trait ColumnRust {
     type Type;
 }
 
-impl ColumnRust for ColumnKind<{ KeyColumn::BigInt as u8 }> {
+impl ColumnRust for Kind<{ ColumnKind::BigInt as u8 }> {
     type Type = i64;
 }
-impl ColumnRust for ColumnKind<{ KeyColumn::Text as u8 }> {
+impl ColumnRust for Kind<{ ColumnKind::Text as u8 }> {
     type Type = String;
 }
-impl ColumnRust for ColumnKind<{ KeyColumn::Uuid as u8 }> {
+impl ColumnRust for Kind<{ ColumnKind::Uuid as u8 }> {
     type Type = uuid::Uuid;
 }
-impl ColumnRust for ColumnKind<{ KeyColumn::Bool as u8 }> {
+impl ColumnRust for Kind<{ ColumnKind::Bool as u8 }> {
     type Type = bool;
 }
 
@@ -308,34 +282,34 @@ impl ColumnRust for ColumnKind<{ KeyColumn::Bool as u8 }> {
 )]
 pub trait DedupPart {
     /// The column type of this part in the inbox table.
-    const COLUMN: DedupColumn;
+    const COLUMN: ColumnKind;
     /// The typed value.
     fn dedup_value(&self) -> DedupValue;
 }
 
 impl DedupPart for String {
-    const COLUMN: DedupColumn = DedupColumn::Text;
+    const COLUMN: ColumnKind = ColumnKind::Text;
     fn dedup_value(&self) -> DedupValue {
         DedupValue::Text(self.clone())
     }
 }
 
 impl DedupPart for Box<str> {
-    const COLUMN: DedupColumn = DedupColumn::Text;
+    const COLUMN: ColumnKind = ColumnKind::Text;
     fn dedup_value(&self) -> DedupValue {
         DedupValue::Text(self.to_string())
     }
 }
 
 impl DedupPart for uuid::Uuid {
-    const COLUMN: DedupColumn = DedupColumn::Uuid;
+    const COLUMN: ColumnKind = ColumnKind::Uuid;
     fn dedup_value(&self) -> DedupValue {
         DedupValue::Uuid(*self)
     }
 }
 
 impl DedupPart for bool {
-    const COLUMN: DedupColumn = DedupColumn::Bool;
+    const COLUMN: ColumnKind = ColumnKind::Bool;
     fn dedup_value(&self) -> DedupValue {
         DedupValue::Bool(*self)
     }
@@ -344,7 +318,7 @@ impl DedupPart for bool {
 macro_rules! int_dedup_part {
     ($($t:ty),*) => {$(
         impl DedupPart for $t {
-            const COLUMN: DedupColumn = DedupColumn::BigInt;
+            const COLUMN: ColumnKind = ColumnKind::BigInt;
             fn dedup_value(&self) -> DedupValue {
                 DedupValue::Int(i64::from(*self))
             }
@@ -380,14 +354,14 @@ mod tests {
 
     #[test]
     fn key_columns_are_typed() {
-        assert_eq!(<i64 as KeyPart>::COLUMN, KeyColumn::BigInt);
-        assert_eq!(<u32 as KeyPart>::COLUMN, KeyColumn::BigInt);
-        assert_eq!(<isize as KeyPart>::COLUMN, KeyColumn::BigInt);
-        assert_eq!(<u64 as KeyPart>::COLUMN, KeyColumn::Text);
-        assert_eq!(<&str as KeyPart>::COLUMN, KeyColumn::Text);
-        assert_eq!(<char as KeyPart>::COLUMN, KeyColumn::Text);
-        assert_eq!(<uuid::Uuid as KeyPart>::COLUMN, KeyColumn::Uuid);
-        assert_eq!(<bool as KeyPart>::COLUMN, KeyColumn::Bool);
+        assert_eq!(<i64 as KeyPart>::COLUMN, ColumnKind::BigInt);
+        assert_eq!(<u32 as KeyPart>::COLUMN, ColumnKind::BigInt);
+        assert_eq!(<isize as KeyPart>::COLUMN, ColumnKind::BigInt);
+        assert_eq!(<u64 as KeyPart>::COLUMN, ColumnKind::Text);
+        assert_eq!(<&str as KeyPart>::COLUMN, ColumnKind::Text);
+        assert_eq!(<char as KeyPart>::COLUMN, ColumnKind::Text);
+        assert_eq!(<uuid::Uuid as KeyPart>::COLUMN, ColumnKind::Uuid);
+        assert_eq!(<bool as KeyPart>::COLUMN, ColumnKind::Bool);
         assert_eq!(7_u32.key_value(), Value::BigInt(Some(7)));
         assert_eq!(
             u64::MAX.key_value(),
@@ -433,6 +407,6 @@ mod tests {
     fn dedup_values_are_typed() {
         assert_eq!(7_u32.dedup_value(), DedupValue::Int(7));
         assert_eq!("x".to_string().dedup_value(), DedupValue::Text("x".into()));
-        assert_eq!(<i16 as DedupPart>::COLUMN, DedupColumn::BigInt);
+        assert_eq!(<i16 as DedupPart>::COLUMN, ColumnKind::BigInt);
     }
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::codec::Codec;
-use crate::key::{DedupColumn, DedupValue, KeyBytes, KeyColumn};
+use crate::key::{ColumnKind, DedupValue, KeyBytes};
 
 /// A Rust type mapped to one Kafka topic.
 ///
@@ -127,7 +127,7 @@ pub struct OutboxSpec {
     pub table: &'static str,
     /// The type of each typed key column (`key_<field>`, one per [`TopicSpec::key_fields`]
     /// entry, in the same order); empty: the table has no typed key columns.
-    pub key_columns: &'static [KeyColumn],
+    pub key_columns: &'static [ColumnKind],
 }
 
 /// Inbox settings (`inbox(dedup = .., retention = "7d", table = "..")`).
@@ -139,7 +139,7 @@ pub struct InboxSpec {
     /// Fields the deduplication key is built from; empty: the message-id header.
     pub dedup_fields: &'static [&'static str],
     /// The column type of each dedup field, in the same order.
-    pub dedup_columns: &'static [DedupColumn],
+    pub dedup_columns: &'static [ColumnKind],
     /// How long inbox rows are kept, in seconds (default
     /// [`handler::defaults::INBOX_RETENTION`](crate::handler::defaults::INBOX_RETENTION)).
     pub retention_secs: u64,
@@ -254,7 +254,7 @@ impl OutboxSpec {
     }
 
     /// Sets the type of each key field's column (from `<FieldType as KeyPart>::COLUMN`).
-    pub const fn columns(mut self, columns: &'static [KeyColumn]) -> Self {
+    pub const fn columns(mut self, columns: &'static [ColumnKind]) -> Self {
         self.key_columns = columns;
         self
     }
@@ -276,7 +276,7 @@ impl InboxSpec {
     }
 
     /// Sets the column type of each dedup field (from `<FieldType as DedupPart>::COLUMN`).
-    pub const fn columns(mut self, columns: &'static [DedupColumn]) -> Self {
+    pub const fn columns(mut self, columns: &'static [ColumnKind]) -> Self {
         self.dedup_columns = columns;
         self
     }

@@ -18,7 +18,7 @@ pub use kafka_orm_runtime::handler::{
     HandlerStats, OnExhausted, PartitionLag, RunningHandler,
 };
 pub use kafka_orm_runtime::health::{self, Health, HealthState, Reason};
-pub use kafka_orm_runtime::key::{DedupColumn, DedupPart, DedupValue, KeyColumn, KeyPart};
+pub use kafka_orm_runtime::key::{ColumnKind, DedupPart, DedupValue, KeyPart};
 pub use kafka_orm_runtime::outbox::relay::{
     FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RELAY_EPOCH_HEADER, RelayStats,
 };
@@ -66,9 +66,7 @@ pub mod __private {
     pub use ::std::vec::Vec;
     pub use kafka_orm_runtime::codec::{Codec, Json};
     pub use kafka_orm_runtime::handler::defaults;
-    pub use kafka_orm_runtime::key::{
-        self, ColumnType, DedupPart, DedupValue, KeyBytes, KeyColumn, KeyPart,
-    };
+    pub use kafka_orm_runtime::key::{self, ColumnType, DedupPart, DedupValue, KeyBytes, KeyPart};
     pub use kafka_orm_runtime::registry::TopicRegistration;
     pub use kafka_orm_runtime::topic::{
         Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,

@@ -9,7 +9,7 @@ use kafka_orm::deps::sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, TransactionTrait,
 };
-use kafka_orm::{KafkaOrm, KafkaOrmBuilder, KeyColumn, Topic};
+use kafka_orm::{ColumnKind, KafkaOrm, KafkaOrmBuilder, Topic};
 use kafka_orm_tests::{fresh_postgres, fresh_sqlite, real_kafka, within};
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +85,7 @@ async fn backlog(orm: &KafkaOrm) -> u64 {
 async fn outbox_rows_through_the_entity(orm: &KafkaOrm, db: &DatabaseConnection) {
     assert_eq!(
         OrderPlaced::SPEC.outbox.unwrap().key_columns,
-        [KeyColumn::Text, KeyColumn::BigInt]
+        [ColumnKind::Text, ColumnKind::BigInt]
     );
 
     // A rolled-back publish leaves no row.

@@ -62,7 +62,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, 
 
 use crate::error::{Error, Result};
 use crate::ident;
-use crate::key::KeyColumn;
+use crate::key::ColumnKind;
 use crate::producer::{self, Headers};
 use crate::topic::{OutboxTopic, Topic, TopicSpec};
 
@@ -102,7 +102,7 @@ pub(crate) fn bucket_of(key: Option<&[u8]>, message_id: &str) -> i32 {
 /// The typed key columns of `spec`'s outbox table: `key_<field>` (ASCII-lowercased, see
 /// [`ident::typed_column`]; quote it with [`ident::quoted`] in SQL) and its type, in key
 /// order (none when the spec gives no column types).
-pub(crate) fn key_columns(spec: &TopicSpec) -> Vec<(String, KeyColumn)> {
+pub(crate) fn key_columns(spec: &TopicSpec) -> Vec<(String, ColumnKind)> {
     let columns = spec.outbox.map_or(&[][..], |o| o.key_columns);
     spec.key_fields
         .iter()
@@ -179,7 +179,7 @@ struct NewRow {
 fn new_row<T: Topic>(
     value: &T,
     headers: Headers,
-    columns: &[(String, KeyColumn)],
+    columns: &[(String, ColumnKind)],
 ) -> Result<NewRow> {
     let msg = producer::encode(value, headers)?;
     let key = match msg.key {
@@ -217,7 +217,7 @@ fn new_row<T: Topic>(
 /// (a hand-written `Topic` or `KeyPart` impl that disagrees with its own spec).
 fn checked_key_values<T: Topic>(
     values: Vec<Value>,
-    columns: &[(String, KeyColumn)],
+    columns: &[(String, ColumnKind)],
 ) -> Result<Vec<Value>> {
     let problem = if values.len() != columns.len() {
         Some(format!(
@@ -402,9 +402,9 @@ mod tests {
         static SPEC: TopicSpec = TopicSpec::new("t::T", "t")
             .key_fields(&["tenant", "order_id", "ref"])
             .outbox(OutboxSpec::new("t_outbox").columns(&[
-                KeyColumn::Text,
-                KeyColumn::BigInt,
-                KeyColumn::Uuid,
+                ColumnKind::Text,
+                ColumnKind::BigInt,
+                ColumnKind::Uuid,
             ]));
         let pg = &create_table_sql(&SPEC, DatabaseBackend::Postgres)[0];
         assert!(

@@ -7,7 +7,7 @@ use kafka_orm::deps::sea_orm::prelude::Uuid;
 use kafka_orm::deps::sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
 };
-use kafka_orm::{DedupColumn, DedupPart, DedupValue, KeyColumn, KeyPart, Topic};
+use kafka_orm::{ColumnKind, DedupPart, DedupValue, KeyPart, Topic};
 use serde::{Deserialize, Serialize};
 
 /// A newtype key stored in a `BIGINT` column.
@@ -19,7 +19,7 @@ impl KeyPart for OrderId {
         Cow::Owned(self.0.to_string())
     }
     const NUMERIC: bool = true;
-    const COLUMN: KeyColumn = KeyColumn::BigInt;
+    const COLUMN: ColumnKind = ColumnKind::BigInt;
     fn key_value(&self) -> kafka_orm::deps::sea_orm::Value {
         self.0.into()
     }
@@ -40,7 +40,7 @@ impl KeyPart for Region {
 pub struct EventId(pub Uuid);
 
 impl DedupPart for EventId {
-    const COLUMN: DedupColumn = DedupColumn::Uuid;
+    const COLUMN: ColumnKind = ColumnKind::Uuid;
     fn dedup_value(&self) -> DedupValue {
         DedupValue::Uuid(self.0)
     }
@@ -125,6 +125,6 @@ fn main() {
     let _ = queries;
     assert_eq!(
         OrderPlaced::SPEC.outbox.unwrap().key_columns,
-        [KeyColumn::Text, KeyColumn::BigInt, KeyColumn::Text, KeyColumn::BigInt]
+        [ColumnKind::Text, ColumnKind::BigInt, ColumnKind::Text, ColumnKind::BigInt]
     );
 }
