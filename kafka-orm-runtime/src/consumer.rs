@@ -26,6 +26,7 @@ use crate::offthread::{ConsumerGuard, consumer_guard};
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
 use crate::telemetry::lag::{self, LagSampler};
 use crate::telemetry::metrics::StreamMetrics;
+use crate::telemetry::trace::{self, Messaging, Operation};
 use crate::topic::Topic;
 
 /// One message received from a topic, decoded into `T`.
@@ -41,6 +42,7 @@ pub struct Delivery<T> {
     pub(crate) headers: Headers,
     pub(crate) timestamp_ms: Option<i64>,
     pub(crate) attempt: u32,
+    pub(crate) span: tracing::Span,
 }
 
 impl<T> Delivery<T> {
@@ -84,6 +86,26 @@ impl<T> Delivery<T> {
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
+    /// From a [`TopicConsumer`]: its `kafka_orm.receive` span, open until the delivery
+    /// (and every clone of it) is dropped. With the `opentelemetry` feature it is a child
+    /// of the trace context the message carries; run your processing in it
+    /// (`.instrument(delivery.span().clone())` or `delivery.span().in_scope(..)`) to
+    /// continue the producer's trace. In a handler it is [`tracing::Span::none`]: the
+    /// handler runs inside its `kafka_orm.handle` span already (`Span::current()`).
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+    /// The messaging attributes of a span about this delivery, read by `group`.
+    pub(crate) fn messaging<'a>(&'a self, group: &'a str) -> Messaging<'a> {
+        Messaging {
+            destination: &self.topic,
+            partition: Some(self.partition),
+            offset: Some(self.offset),
+            group: Some(group),
+            message_id: self.message_id(),
+            batch: None,
+        }
+    }
 }
 
 impl<T> Deref for Delivery<T> {
@@ -106,6 +128,7 @@ pub(crate) fn decode<T: Topic, M: Message>(m: &M) -> Result<Delivery<T>> {
             headers: m.headers().map(Headers::from_rdkafka).unwrap_or_default(),
             timestamp_ms: m.timestamp().to_millis(),
             attempt: 1,
+            span: tracing::Span::none(),
         }),
         Err(source) => Err(Error::Decode {
             topic: m.topic().to_string(),
@@ -116,6 +139,22 @@ pub(crate) fn decode<T: Topic, M: Message>(m: &M) -> Result<Delivery<T>> {
             source,
         }),
     }
+}
+
+/// Gives a stream's delivery its `kafka_orm.receive` span, continuing the message's trace.
+fn received<T>(mut delivery: Delivery<T>, group: &str) -> Delivery<T> {
+    let span = tracing::info_span!(
+        parent: None,
+        "kafka_orm.receive",
+        topic = %delivery.topic,
+        partition = delivery.partition,
+        offset = delivery.offset,
+        otel.kind = tracing::field::Empty,
+    );
+    trace::describe(&span, Operation::Receive, &delivery.messaging(group));
+    trace::continue_from(&span, &delivery.headers);
+    delivery.span = span;
+    delivery
 }
 
 /// A stream of `T`s from one topic, in one consumer group, with manual commit.
@@ -146,6 +185,7 @@ impl<T: Topic> TopicConsumer<T> {
         let (tx, rx) = mpsc::channel(buffer.max(1));
         let (stop, mut stopped) = watch::channel(false);
         let task_consumer = Arc::clone(&consumer);
+        let span_group = group.clone();
         let task = tokio::spawn(async move {
             loop {
                 let item = tokio::select! {
@@ -153,7 +193,7 @@ impl<T: Topic> TopicConsumer<T> {
                     msg = task_consumer.get().recv() => match msg {
                         Ok(m) => {
                             metrics.consumed.increment(1);
-                            let decoded = decode::<T, _>(&m);
+                            let decoded = decode::<T, _>(&m).map(|d| received(d, &span_group));
                             if decoded.is_err() {
                                 metrics.undecodable.increment(1);
                             }

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::telemetry::metrics as telemetry;
+use crate::telemetry::trace::{self, Messaging, Operation};
 use crate::topic::Topic;
 
 /// Header carrying the unique id kafka-orm stamps on every message it produces (a UUIDv7;
@@ -22,8 +23,12 @@ pub const MESSAGE_ID_HEADER: &str = "kafka-orm-message-id";
 /// Header carrying the Rust type name of the payload, for diagnostics.
 pub const TYPE_HEADER: &str = "kafka-orm-type";
 
-/// W3C trace-context header, carried through when present.
+/// W3C trace-context header, carried through when present (with the `opentelemetry`
+/// feature, written by `produce` and `publish`: see [`crate::telemetry::trace`]).
 pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// W3C trace-state header, vendor entries that go with [`TRACEPARENT_HEADER`].
+pub const TRACESTATE_HEADER: &str = "tracestate";
 
 /// Kafka message headers: an ordered list of name/value pairs (names may repeat, as in Kafka).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,11 +160,24 @@ pub(crate) fn encode<T: Topic>(value: &T, extra: Headers) -> Result<Outgoing> {
 pub(crate) async fn send(
     producer: &FutureProducer,
     topic: &str,
-    msg: Outgoing,
+    mut msg: Outgoing,
     queue_timeout: Duration,
 ) -> Result<DeliveryReport> {
-    let span = tracing::debug_span!("kafka_orm.produce", topic, message_id = %msg.message_id);
+    let span = tracing::debug_span!(
+        "kafka_orm.produce",
+        topic,
+        message_id = %msg.message_id,
+        otel.kind = tracing::field::Empty,
+    );
+    let attrs = Messaging {
+        destination: topic,
+        message_id: Some(&msg.message_id),
+        ..Messaging::default()
+    };
+    trace::describe(&span, Operation::Send, &attrs);
+    let this = span.clone();
     async move {
+        trace::inject_current(&mut msg.headers);
         let mut record = FutureRecord::to(topic)
             .payload(&msg.payload)
             .headers(msg.headers.to_rdkafka());
@@ -169,6 +187,7 @@ pub(crate) async fn send(
         match producer.send(record, queue_timeout).await {
             Ok(d) => {
                 telemetry::sent(topic, None);
+                trace::delivered(&this, d.partition, d.offset);
                 Ok(DeliveryReport {
                     topic: topic.to_string(),
                     partition: d.partition,

@@ -23,7 +23,7 @@ pub use kafka_orm_runtime::outbox::relay::{
     FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RELAY_EPOCH_HEADER, RelayStats,
 };
 pub use kafka_orm_runtime::producer::{
-    DeliveryReport, Headers, MESSAGE_ID_HEADER, TRACEPARENT_HEADER, TYPE_HEADER,
+    DeliveryReport, Headers, MESSAGE_ID_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER, TYPE_HEADER,
 };
 pub use kafka_orm_runtime::registry::{self, TopicRegistration};
 pub use kafka_orm_runtime::security::{self, Scram, Tls};
@@ -41,8 +41,12 @@ pub mod transactional {
 
 /// Re-exports of the crates kafka-orm is built on, so users need not pin matching versions.
 pub mod deps {
+    #[cfg(feature = "opentelemetry")]
+    pub use ::opentelemetry;
     pub use ::rdkafka;
     pub use ::sea_orm;
+    #[cfg(feature = "opentelemetry")]
+    pub use ::tracing_opentelemetry;
 }
 
 /// `use kafka_orm::prelude::*;` brings the derive, the context and the traits into scope.

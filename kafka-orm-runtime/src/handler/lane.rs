@@ -29,6 +29,7 @@ use crate::error::Error;
 use crate::inbox;
 use crate::outbox::now_ms;
 use crate::producer::TRACEPARENT_HEADER;
+use crate::telemetry::trace::{self, Operation};
 use crate::topic::{Consumable, Topic};
 
 /// Where a message sits: its partition, offset and the partition's assignment generation.
@@ -357,7 +358,10 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
             offset = delivery.offset,
             attempt = delivery.attempt,
             traceparent = delivery.headers.get_str(TRACEPARENT_HEADER).unwrap_or(""),
+            otel.kind = tracing::field::Empty,
         );
+        trace::describe(&span, Operation::Process, &delivery.messaging(&self.group));
+        trace::continue_from(&span, &delivery.headers);
         async {
             let started = Instant::now();
             let txn =

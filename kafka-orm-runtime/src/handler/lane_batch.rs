@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use futures_util::FutureExt;
 use sea_orm::TransactionTrait;
+use tracing::Instrument;
 
 use super::lane::{Done, Lane, Work};
 use super::{Counters, Handler};
 use crate::consumer::Delivery;
 use crate::inbox;
+use crate::telemetry::trace::{self, Messaging, Operation};
 use crate::topic::Consumable;
 
 impl<T: Consumable, H: Handler<T>> Lane<T, H> {
@@ -43,13 +45,36 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         if deliveries.len() != works.len() {
             return false;
         }
+        // A lane reads one partition: of the topic, or of one of its retry tiers.
+        let topic = deliveries.first().map_or("", |d| d.topic.as_str());
+        let span = tracing::info_span!(
+            "kafka_orm.handle_batch",
+            topic,
+            messages = deliveries.len(),
+            otel.kind = tracing::field::Empty,
+        );
+        let attrs = Messaging {
+            destination: topic,
+            group: Some(&self.group),
+            batch: Some(deliveries.len()),
+            ..Messaging::default()
+        };
+        trace::describe(&span, Operation::Process, &attrs);
+        for d in &deliveries {
+            trace::link(&span, &d.headers);
+        }
+        self.batch_transaction(&deliveries).instrument(span).await
+    }
+
+    /// One transaction for `deliveries`: their inbox rows, the handler on the new ones, commit.
+    async fn batch_transaction(&self, deliveries: &[&Delivery<T>]) -> bool {
         let _permit = self.permits.acquire().await;
         let started = Instant::now();
         let Ok(txn) = self.db.begin().await else {
             return false;
         };
         // One statement records the whole batch in the inbox; only new messages are handled.
-        let Ok(fresh) = inbox::record_batch(&txn, &self.group, &deliveries).await else {
+        let Ok(fresh) = inbox::record_batch(&txn, &self.group, deliveries).await else {
             let _ = txn.rollback().await;
             return false;
         };

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureRecord, Producer, PurgeConfig};
+use tracing::Span;
 
 use super::claim::Row;
 use super::decode_headers;
@@ -20,6 +21,7 @@ use super::lease::LeaseView;
 use super::relay::RELAY_EPOCH_HEADER;
 use super::table::Table;
 use crate::producer::{self, MESSAGE_ID_HEADER, TYPE_HEADER};
+use crate::telemetry::trace;
 
 /// A row that failed delivery.
 pub(crate) struct Failed {
@@ -93,8 +95,9 @@ pub(crate) struct Outcome {
 }
 
 impl Table {
-    /// Produces `rows` under `view` and waits for the outcome (see the module docs).
-    pub(crate) async fn deliver(&self, rows: Vec<Row>, view: &LeaseView) -> Outcome {
+    /// Produces `rows` under `view` and waits for the outcome (see the module docs);
+    /// `span` (the batch's) gets a link to each row's trace context.
+    pub(crate) async fn deliver(&self, rows: Vec<Row>, view: &LeaseView, span: &Span) -> Outcome {
         let mut out = Outcome::default();
         let start = Instant::now();
         let deadline = self.timing.ack_deadline(start, view.valid_until);
@@ -120,6 +123,7 @@ impl Table {
                 });
                 continue;
             };
+            trace::link(span, &headers);
             headers.insert(MESSAGE_ID_HEADER, row.message_id.as_str());
             headers.insert(TYPE_HEADER, self.spec.type_name);
             if self.leased {

@@ -59,11 +59,13 @@ mod table;
 mod worker;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, Value};
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::ident;
 use crate::key::ColumnKind;
 use crate::producer::{self, Headers};
+use crate::telemetry::trace::{self, Messaging, Operation};
 use crate::topic::{OutboxTopic, Topic, TopicSpec};
 
 /// Number of key-hash buckets; relay instances own buckets, never single rows.
@@ -250,14 +252,47 @@ fn checked_key_values<T: Topic>(
 /// (plus, on PostgreSQL, one statement taking the keys' advisory locks in a fixed order).
 ///
 /// Returns the message ids, in input order. Nothing reaches Kafka unless `txn` commits.
+/// With the `opentelemetry` feature the rows' headers carry the context of this call's
+/// `kafka_orm.publish` span (see [`crate::telemetry::trace`]).
 pub async fn publish<T: OutboxTopic>(
     txn: &DatabaseTransaction,
     values: &[&T],
-    headers: Headers,
+    mut headers: Headers,
 ) -> Result<Vec<String>> {
     if values.is_empty() {
         return Ok(Vec::new());
     }
+    let span = tracing::debug_span!(
+        "kafka_orm.publish",
+        table = table_of(T::SPEC),
+        rows = values.len(),
+        otel.kind = tracing::field::Empty,
+    );
+    // The topic without the context's namespace: the relay that delivers the rows adds its own.
+    let attrs = Messaging {
+        destination: T::SPEC.name,
+        batch: (values.len() > 1).then_some(values.len()),
+        ..Messaging::default()
+    };
+    trace::describe(&span, Operation::Create, &attrs);
+    let this = span.clone();
+    async move {
+        trace::inject_current(&mut headers);
+        let ids = insert_rows(txn, values, headers).await?;
+        if let [id] = ids.as_slice() {
+            trace::message_id(&this, id);
+        }
+        Ok(ids)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn insert_rows<T: OutboxTopic>(
+    txn: &DatabaseTransaction,
+    values: &[&T],
+    headers: Headers,
+) -> Result<Vec<String>> {
     // A registered type was checked at `build()`; this one may never have been.
     ident::check_spec(T::SPEC)?;
     let table = table_of(T::SPEC);

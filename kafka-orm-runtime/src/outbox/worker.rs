@@ -13,6 +13,7 @@ use super::lease::{LeaseKeeper, LeaseView};
 use super::relay::{OutboxRelayBuilder, Shared};
 use super::table::{LIBRDKAFKA_BATCH_SIZE, Table, topic_batch_limit};
 use crate::error::Result;
+use crate::telemetry::trace::{self, Messaging, Operation};
 
 pub(super) struct Worker {
     pub(super) table: Table,
@@ -128,10 +129,21 @@ impl Worker {
             return Ok(0);
         }
         let n = rows.len();
-        let span =
-            tracing::debug_span!("kafka_orm.relay_batch", table = self.table.table, rows = n);
+        let span = tracing::debug_span!(
+            "kafka_orm.relay_batch",
+            table = self.table.table,
+            rows = n,
+            otel.kind = tracing::field::Empty,
+        );
+        let attrs = Messaging {
+            destination: &self.table.topic,
+            batch: Some(n),
+            ..Messaging::default()
+        };
+        trace::describe(&span, Operation::Send, &attrs);
+        let this = span.clone();
         async {
-            let outcome = self.table.deliver(rows, view).await;
+            let outcome = self.table.deliver(rows, view, &this).await;
             self.record(outcome, view).await
         }
         .instrument(span)

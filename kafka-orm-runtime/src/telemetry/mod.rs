@@ -6,12 +6,15 @@
 
 pub(crate) mod lag;
 pub mod metrics;
+pub mod trace;
+#[cfg(feature = "opentelemetry")]
+mod w3c;
 
 pub use metrics::{METRICS, MetricKind, MetricSpec, describe};
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::path::Path;
 
     use super::METRICS;
@@ -64,13 +67,23 @@ mod tests {
 
     /// `(name, level, target)` of every span opened in `dir` (recursively).
     fn spans_in(dir: &Path, module: &str, out: &mut BTreeMap<String, (String, String)>) {
+        spans_with_kinds_in(dir, module, out, &mut BTreeSet::new());
+    }
+
+    /// [`spans_in`], and in `otel` the names of the spans declaring an `otel.kind` field.
+    fn spans_with_kinds_in(
+        dir: &Path,
+        module: &str,
+        out: &mut BTreeMap<String, (String, String)>,
+        otel: &mut BTreeSet<String>,
+    ) {
         let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
         entries.sort_by_key(|e| e.path());
         for entry in entries {
             let path = entry.path();
             let stem = path.file_stem().unwrap().to_string_lossy().to_string();
             if path.is_dir() {
-                spans_in(&path, &format!("{module}::{stem}"), out);
+                spans_with_kinds_in(&path, &format!("{module}::{stem}"), out, otel);
                 continue;
             }
             if path.extension().is_none_or(|e| e != "rs") {
@@ -84,12 +97,19 @@ mod tests {
             for level in ["trace", "debug", "info", "warn", "error"] {
                 let opener = format!("{level}_span!(");
                 for (at, _) in source.match_indices(&opener) {
-                    let rest = source[at + opener.len()..].trim_start();
+                    let mut rest = source[at + opener.len()..].trim_start();
+                    if let Some(after) = rest.strip_prefix("parent:") {
+                        rest = after.split_once(',').map_or("", |(_, r)| r.trim_start());
+                    }
                     let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next())
                     else {
                         continue;
                     };
                     out.insert(name.to_string(), (level.to_string(), target.clone()));
+                    let args = rest.split(");").next().unwrap_or_default();
+                    if args.contains("otel.kind") {
+                        otel.insert(name.to_string());
+                    }
                 }
             }
         }
@@ -114,5 +134,27 @@ mod tests {
             documented, opened,
             "the span table (telemetry.md) and the sources"
         );
+    }
+
+    #[test]
+    fn the_opentelemetry_table_lists_every_span_with_a_kind() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut otel = BTreeSet::new();
+        spans_with_kinds_in(&src, "kafka_orm_runtime", &mut BTreeMap::new(), &mut otel);
+        let documented: BTreeSet<String> = rows("OpenTelemetry span")
+            .iter()
+            .map(|r| unquoted(&r[0]).to_string())
+            .collect();
+        assert!(documented.len() >= 6, "{documented:?}");
+        assert_eq!(
+            documented, otel,
+            "the OpenTelemetry span table and the sources"
+        );
+        for row in rows("OpenTelemetry span") {
+            assert!(
+                ["producer", "consumer", "client"].contains(&row[1].as_str()),
+                "{row:?}"
+            );
+        }
     }
 }
