@@ -104,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         db.execute(table.if_not_exists()).await?;
     }
 
-    let builder = KafkaOrm::builder().database(db.clone()).group_id("demo");
+    let builder = KafkaOrm::builder().database(db.clone()).group("demo");
     let (builder, broker) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
         Ok(servers) if !servers.is_empty() => {
             // A fresh namespace per run, so re-runs against one cluster start clean.
@@ -155,7 +155,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let relay = orm
         .outbox_relay()
         .poll_interval(Duration::from_millis(50))
-        .spawn()?;
+        .spawn()
+        .await?;
 
     // 3. The handler applies each event once, in a transaction with the inbox row.
     let billing = orders
@@ -207,14 +208,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = billing.shutdown().await?;
-    relay.shutdown(Duration::from_secs(5)).await;
+    relay.shutdown().await?;
     println!(
         "handler: {} applied, {} duplicate skipped",
         stats.handled, stats.duplicates
     );
 
     // 4. The plain stream: read the topic from the start in another group.
-    let mut stream = orders.clone().with_group("demo-audit").consume().await?;
+    let mut stream = orders.clone().group("demo-audit").consume().await?;
     let mut seen = 0;
     while seen < 7 {
         let delivery = tokio::time::timeout(Duration::from_secs(30), stream.next())
@@ -224,7 +225,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stream.commit(&delivery).await?;
         seen += 1;
     }
-    stream.close(Duration::from_secs(5)).await?;
+    stream.shutdown().await?;
     println!("audit stream read {seen} messages and committed them");
 
     let invoices = invoice::Entity::find().count(&db).await?;

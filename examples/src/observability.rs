@@ -123,7 +123,7 @@ async fn start(prometheus: PrometheusHandle) -> Result<App, Box<dyn std::error::
         _ => builder.embedded(),
     };
     let orm = builder.build().await?;
-    let relay = orm.outbox_relay().spawn()?;
+    let relay = orm.outbox_relay().spawn().await?;
     let handler = orm
         .topic::<PaymentMade>()
         .handler(|_txn, payment| {
@@ -232,7 +232,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the server still holds the app".into());
     };
     let stats = app.handler.shutdown().await?;
-    app.relay.shutdown(Duration::from_secs(10)).await;
+    app.relay.shutdown().await?;
     println!(
         "observability: stopped; the handler applied {} payments",
         stats.handled

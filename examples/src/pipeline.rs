@@ -72,40 +72,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The pipeline: each batch of orders and its invoices commit in one transaction.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let pipeline = orm
-        .transactional::<OrderCreated>()
+        .topic::<OrderCreated>()
+        .transactional(
+            async |batch: &[Delivery<OrderCreated>], out: &mut Outputs| {
+                for order in batch {
+                    // Carry the trace context of the order over to its invoice, if it has one.
+                    let mut headers = Headers::new();
+                    if let Some(tp) = order.headers().get(TRACEPARENT_HEADER) {
+                        headers.insert(TRACEPARENT_HEADER, tp);
+                    }
+                    out.send_with_headers(
+                        &Invoice {
+                            order_id: order.order_id,
+                            customer_id: order.customer_id.clone(),
+                            amount_cents: order.total_cents,
+                            vat_cents: order.total_cents / 5,
+                        },
+                        headers,
+                    )?;
+                }
+                println!(
+                    "transaction: {} orders -> {} invoices (attempt {})",
+                    batch.len(),
+                    out.len(),
+                    out.attempt()
+                );
+                Ok(())
+            },
+        )
         .transactional_id("billing-0") // stable per instance: a restart fences its predecessor
         .batch(100, Duration::from_millis(50));
     let stats = pipeline.stats();
-    let running = tokio::spawn(pipeline.run(
-        async |batch: &[Delivery<OrderCreated>], out: &mut Outputs| {
-            for order in batch {
-                // Carry the trace context of the order over to its invoice, if it has one.
-                let mut headers = Headers::new();
-                if let Some(tp) = order.headers().get(TRACEPARENT_HEADER) {
-                    headers.insert(TRACEPARENT_HEADER, tp);
-                }
-                out.send_with_headers(
-                    &Invoice {
-                        order_id: order.order_id,
-                        customer_id: order.customer_id.clone(),
-                        amount_cents: order.total_cents,
-                        vat_cents: order.total_cents / 5,
-                    },
-                    headers,
-                )?;
-            }
-            println!(
-                "transaction: {} orders -> {} invoices (attempt {})",
-                batch.len(),
-                out.len(),
-                out.attempt()
-            );
-            Ok(())
-        },
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let running = tokio::spawn(pipeline.run_until(async {
+        let _ = stopped.await;
+    }));
 
     // A reader of the invoices: kafka-orm's consumers read `read_committed`, so they see
     // an invoice only once its transaction (and the order's offset) committed.
@@ -121,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         invoices.commit(&invoice).await?;
     }
-    invoices.close(Duration::from_secs(5)).await?;
+    invoices.shutdown().await?;
 
     // Wait until the last batch's offsets are committed too, then stop gracefully.
     while stats.snapshot().consumed < orders.len() as u64 {

@@ -3,7 +3,7 @@
 //!
 //! The defaults of the runtime's policies (retry, inbox retention) are not copied here:
 //! `None` is "the default", which the expansion writes as a reference to
-//! `kafka_orm::handler::defaults`.
+//! `kafka_orm::defaults`.
 
 use proc_macro2::Span;
 use syn::{Ident, Path, Type, Visibility};

@@ -159,8 +159,8 @@ fn received<T>(mut delivery: Delivery<T>, group: &str) -> Delivery<T> {
 
 /// A stream of `T`s from one topic, in one consumer group, with manual commit.
 ///
-/// Created by [`crate::TopicHandle::consume`]. Call [`TopicConsumer::close`] to shut down
-/// in bounded time; dropping it also stops it, in the background.
+/// Created by [`crate::TopicHandle::consume`]. Call [`TopicConsumer::shutdown`] to stop in
+/// bounded time; dropping it also stops it, in the background.
 pub struct TopicConsumer<T> {
     rx: mpsc::Receiver<Result<Delivery<T>>>,
     consumer: Arc<ConsumerGuard<StreamConsumer>>,
@@ -168,6 +168,7 @@ pub struct TopicConsumer<T> {
     group: String,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    shutdown_timeout: Duration,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -178,6 +179,7 @@ impl<T: Topic> TopicConsumer<T> {
         group: String,
         buffer: usize,
         metrics_interval: Duration,
+        shutdown_timeout: Duration,
     ) -> Self {
         let consumer = Arc::new(consumer_guard(consumer));
         LagSampler::spawn(Arc::downgrade(&consumer), group.clone(), metrics_interval);
@@ -215,6 +217,7 @@ impl<T: Topic> TopicConsumer<T> {
             group,
             stop,
             task: Some(task),
+            shutdown_timeout,
             _type: PhantomData,
         }
     }
@@ -337,9 +340,11 @@ impl<T> TopicConsumer<T> {
         Ok(parts)
     }
 
-    /// Stops receiving, leaves the group and releases the client, waiting at most
-    /// `timeout`. Uncommitted deliveries will be delivered again to the group.
-    pub async fn close(mut self, timeout: Duration) -> Result<()> {
+    /// Stops receiving, leaves the group and releases the client, waiting at most the
+    /// context's [`shutdown_timeout`](crate::KafkaOrmBuilder::shutdown_timeout).
+    /// Uncommitted deliveries will be delivered again to the group.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let timeout = self.shutdown_timeout;
         let _ = self.stop.send(true);
         self.rx.close();
         if let Some(task) = self.task.take() {

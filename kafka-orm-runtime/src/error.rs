@@ -62,7 +62,7 @@ pub enum Error {
 
     /// A topic has no consumer group, and the context has no default group.
     #[error(
-        "topic `{topic}` has no consumer group: add `group = \"..\"` to `#[topic(..)]` or call `.group_id(..)` on the builder"
+        "topic `{topic}` has no consumer group: add `group = \"..\"` to `#[topic(..)]` or call `.group(..)` on the builder"
     )]
     NoGroup {
         /// The topic.

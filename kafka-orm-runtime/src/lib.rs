@@ -10,6 +10,7 @@ pub mod codec;
 pub(crate) mod connect;
 pub mod consumer;
 pub mod context;
+pub mod defaults;
 pub mod error;
 pub mod handler;
 pub mod health;

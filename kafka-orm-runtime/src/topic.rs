@@ -100,7 +100,7 @@ pub struct TopicSpec {
     /// Inbox settings, when `inbox` is set.
     pub inbox: Option<InboxSpec>,
     /// In-place retry policy of the consumer; `None`: the defaults,
-    /// [`handler::defaults::RETRY`](crate::handler::defaults::RETRY).
+    /// [`defaults::RETRY`](crate::defaults::RETRY).
     pub retry: Option<RetrySpec>,
     /// Whether failed messages go through delayed retry topics (Spring-style tiers).
     pub retry_topics: bool,
@@ -141,12 +141,12 @@ pub struct InboxSpec {
     /// The column type of each dedup field, in the same order.
     pub dedup_columns: &'static [ColumnKind],
     /// How long inbox rows are kept, in seconds (default
-    /// [`handler::defaults::INBOX_RETENTION`](crate::handler::defaults::INBOX_RETENTION)).
+    /// [`defaults::INBOX_RETENTION`](crate::defaults::INBOX_RETENTION)).
     pub retention_secs: u64,
 }
 
 /// In-place retry policy (`retry(attempts = 5, backoff = "100ms", max_backoff = "30s")`;
-/// what is left out is [`handler::defaults`](crate::handler::defaults)).
+/// what is left out is [`defaults`](crate::defaults)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetrySpec {

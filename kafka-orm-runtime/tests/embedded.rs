@@ -60,7 +60,7 @@ async fn embedded_round_trip() {
     }
     got.sort_by_key(|p| p.id);
     assert_eq!(got, pings);
-    consumer.close(Duration::from_secs(5)).await.unwrap();
+    consumer.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ pub use kafka_orm_runtime::topic::{
     Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
     RetrySpec, Topic, TopicSpec,
 };
-pub use kafka_orm_runtime::{handler, inbox, outbox, schema, telemetry};
+pub use kafka_orm_runtime::{defaults, handler, inbox, outbox, schema, telemetry};
 pub use transactional::{Outputs, PipelineStats, StatsHandle, TransactionalBuilder};
 
 pub mod transactional {
@@ -69,7 +69,7 @@ pub mod __private {
     pub use ::serde;
     pub use ::std::vec::Vec;
     pub use kafka_orm_runtime::codec::{Codec, Json};
-    pub use kafka_orm_runtime::handler::defaults;
+    pub use kafka_orm_runtime::defaults;
     pub use kafka_orm_runtime::key::{self, ColumnType, DedupPart, DedupValue, KeyBytes, KeyPart};
     pub use kafka_orm_runtime::registry::TopicRegistration;
     pub use kafka_orm_runtime::topic::{

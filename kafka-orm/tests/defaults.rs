@@ -1,15 +1,15 @@
-//! The defaults table of `docs/topic.md` quotes `kafka_orm::handler::defaults`, the one
+//! The defaults table of `docs/topic.md` quotes `kafka_orm::defaults`, the one
 //! place the defaults are defined; the derive refers to the same constants.
 
 use std::time::Duration;
 
-use kafka_orm::handler::defaults;
+use kafka_orm::defaults;
 use kafka_orm::{RetrySpec, Topic};
 
 /// The `default` cell of the row of `docs/topic.md`'s defaults table that links `constant`.
 fn quoted(constant: &str) -> String {
     let doc = include_str!("../docs/topic.md");
-    let link = format!("[`{constant}`](crate::handler::defaults::{constant})");
+    let link = format!("[`{constant}`](crate::defaults::{constant})");
     let row = doc
         .lines()
         .find(|line| line.starts_with('|') && line.contains(&link))

@@ -184,6 +184,7 @@ async fn outbox_rows_through_the_entity(orm: &KafkaOrm, db: &DatabaseConnection)
         .outbox_relay()
         .poll_interval(Duration::from_millis(50))
         .spawn()
+        .await
         .unwrap();
     let mut consumer = orm.topic::<OrderPlaced>().consume().await.unwrap();
     let mut got = Vec::new();
@@ -198,7 +199,7 @@ async fn outbox_rows_through_the_entity(orm: &KafkaOrm, db: &DatabaseConnection)
         );
         got.push((*d).clone());
     }
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
     got.sort_by_key(|o| o.order_id);
     assert_eq!(got, orders);
     within(30, "the outbox backlog to drain", async {
@@ -212,7 +213,7 @@ async fn outbox_rows_through_the_entity(orm: &KafkaOrm, db: &DatabaseConnection)
         0
     );
     assert_eq!(device_events::Entity::find().count(db).await.unwrap(), 0);
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 /// Runs a handler over a few payments (one sent twice) and reads the inbox rows back

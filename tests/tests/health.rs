@@ -182,6 +182,7 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
         .poll_interval(Duration::from_millis(100))
         .health_max_age(Duration::from_secs(1))
         .spawn()
+        .await
         .unwrap();
     let handler = orm
         .topic::<Order>()
@@ -288,5 +289,5 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
         handler.shutdown().await.is_err(),
         "it stopped on the poison message"
     );
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }

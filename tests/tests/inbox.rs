@@ -456,7 +456,7 @@ async fn shutdown_under_load_commits_exactly_what_was_applied() {
             "partition {partition}: applied offsets = committed prefix"
         );
     }
-    reader.close(Duration::from_secs(10)).await.unwrap();
+    reader.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

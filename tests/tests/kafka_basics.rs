@@ -70,7 +70,7 @@ async fn typed_round_trip() {
         got.insert(d.order_id, d.into_value());
     }
     assert_eq!(got.into_values().collect::<Vec<_>>(), sent);
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +121,7 @@ async fn same_key_same_partition_and_composite_keys() {
     }
     let expected: BTreeSet<String> = (0..3).map(|s| format!(r#"["acme",{s}]"#)).collect();
     assert_eq!(keys, expected);
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +155,7 @@ async fn headers_round_trip() {
         d.headers().get_str(kafka_orm::TYPE_HEADER),
         Some(OrderCreated::SPEC.type_name)
     );
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +224,7 @@ async fn restarted_consumer_resumes_after_last_commit() {
         .unwrap()
         .into_iter()
         .collect();
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
 
     // Second session, same group: starts exactly at each partition's committed offset.
     let mut consumer = topic.consume().await.unwrap();
@@ -248,7 +248,7 @@ async fn restarted_consumer_resumes_after_last_commit() {
     let mut all: Vec<i64> = first.iter().chain(&second).copied().collect();
     all.sort_unstable();
     assert_eq!(all, (0..total).collect::<Vec<_>>(), "no loss, no duplicate");
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +311,7 @@ async fn undecodable_payload_is_a_typed_error_and_the_stream_goes_on() {
         .unwrap()
         .unwrap();
     assert_eq!(d.value(), &good);
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

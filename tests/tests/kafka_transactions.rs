@@ -95,21 +95,21 @@ impl Running {
 fn spawn_billing(orm: &KafkaOrm, id: &str, run: u32) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let builder = orm
-        .transactional::<TxOrder>()
+        .topic::<TxOrder>()
+        .transactional(
+            async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
+                for o in batch {
+                    out.send(&invoice(o, run))?;
+                }
+                Ok(())
+            },
+        )
         .transactional_id(id)
         .batch(25, Duration::from_millis(100));
     let stats = builder.stats();
-    let task = tokio::spawn(builder.run(
-        async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
-            for o in batch {
-                out.send(&invoice(o, run))?;
-            }
-            Ok(())
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(builder.run_until(async move {
+        let _ = stopped.await;
+    }));
     Running { stop, task, stats }
 }
 
@@ -299,21 +299,21 @@ async fn pipeline_outputs_each_input_exactly_once_and_commits_offsets() {
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
     let builder = orm
-        .transactional::<TxOrder>()
+        .topic::<TxOrder>()
+        .transactional(
+            async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
+                for o in batch {
+                    seen_tx.send(o.order_id).unwrap();
+                    out.send(&invoice(o, 1))?;
+                }
+                Ok(())
+            },
+        )
         .transactional_id("billing-0")
         .batch(25, Duration::from_millis(100));
-    let task = tokio::spawn(builder.run(
-        async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
-            for o in batch {
-                seen_tx.send(o.order_id).unwrap();
-                out.send(&invoice(o, 1))?;
-            }
-            Ok(())
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(builder.run_until(async move {
+        let _ = stopped.await;
+    }));
     orm.topic::<TxOrder>()
         .produce_all(&(n..n + 10).map(order).collect::<Vec<_>>())
         .await
@@ -345,22 +345,20 @@ async fn pipeline_outputs_each_input_exactly_once_and_commits_offsets() {
 fn spawn_slow_billing(orm: &KafkaOrm, id: &str) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let builder = orm
-        .transactional::<TxOrder>()
-        .transactional_id(id)
-        .batch(10, Duration::from_millis(50));
-    let stats = builder.stats();
-    let task = tokio::spawn(builder.run(
-        async |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
+        .topic::<TxOrder>()
+        .transactional(async |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
             for o in batch {
                 out.send(&invoice(o, 1))?;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
             Ok(())
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+        })
+        .transactional_id(id)
+        .batch(10, Duration::from_millis(50));
+    let stats = builder.stats();
+    let task = tokio::spawn(builder.run_until(async move {
+        let _ = stopped.await;
+    }));
     Running { stop, task, stats }
 }
 
@@ -429,12 +427,8 @@ async fn crash_mid_transaction_is_aborted_and_the_restart_fences_the_zombie() {
     let (produced_tx, mut produced_rx) = mpsc::unbounded_channel::<usize>();
     let (_never_stop, never) = oneshot::channel::<()>();
     let crashing = tokio::spawn(
-        orm.transactional::<TxOrder>()
-            .transactional_id("billing-0")
-            .batch(1_000, Duration::from_secs(1))
-            // Far longer than this test: only fencing can end the open transaction in time.
-            .transaction_timeout(Duration::from_secs(600))
-            .run(
+        orm.topic::<TxOrder>()
+            .transactional(
                 async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
                     for o in batch {
                         out.send(&invoice(o, 1))?;
@@ -444,10 +438,14 @@ async fn crash_mid_transaction_is_aborted_and_the_restart_fences_the_zombie() {
                     std::future::pending::<()>().await;
                     Ok(())
                 },
-                async move {
-                    let _ = never.await;
-                },
-            ),
+            )
+            .transactional_id("billing-0")
+            .batch(1_000, Duration::from_secs(1))
+            // Far longer than this test: only fencing can end the open transaction in time.
+            .transaction_timeout(Duration::from_secs(600))
+            .run_until(async move {
+                let _ = never.await;
+            }),
     );
     let k = within(60, "the first instance's outputs", produced_rx.recv())
         .await
@@ -507,10 +505,8 @@ async fn live_zombie_is_fenced_and_cannot_commit() {
     let mut resume_rx = Some(resume_rx);
     let (_never_stop, never) = oneshot::channel::<()>();
     let zombie = tokio::spawn(
-        orm.transactional::<TxOrder>()
-            .transactional_id("billing-0")
-            .batch(1_000, Duration::from_secs(1))
-            .run(
+        orm.topic::<TxOrder>()
+            .transactional(
                 async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
                     for o in batch {
                         out.send(&invoice(o, 1))?;
@@ -522,10 +518,12 @@ async fn live_zombie_is_fenced_and_cannot_commit() {
                     }
                     Ok(())
                 },
-                async move {
-                    let _ = never.await;
-                },
-            ),
+            )
+            .transactional_id("billing-0")
+            .batch(1_000, Duration::from_secs(1))
+            .run_until(async move {
+                let _ = never.await;
+            }),
     );
     let k = within(60, "the zombie's outputs", produced_rx.recv())
         .await
@@ -574,32 +572,32 @@ async fn handler_error_aborts_and_the_batch_is_retried() {
     let mut failed_once = false;
     let (stop, stopped) = oneshot::channel::<()>();
     let builder = orm
-        .transactional::<TxOrder>()
+        .topic::<TxOrder>()
+        .transactional(
+            async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
+                calls_tx
+                    .send((out.attempt(), batch.iter().map(|d| d.order_id).collect()))
+                    .unwrap();
+                assert!(batch.iter().all(|d| d.attempt() == out.attempt()));
+                // Outputs of the failing attempt reach the broker, then the handler fails.
+                for o in batch {
+                    out.send(&invoice(o, out.attempt()))?;
+                }
+                if !failed_once {
+                    failed_once = true;
+                    out.flush().await?;
+                    return Err::<(), HandlerError>("the price service is down".into());
+                }
+                Ok(())
+            },
+        )
         .transactional_id("billing-0")
         .batch(1_000, Duration::from_millis(500))
-        .retry_backoff(Duration::from_millis(50), Duration::from_secs(1));
+        .backoff(Duration::from_millis(50), Duration::from_secs(1));
     let stats = builder.stats();
-    let task = tokio::spawn(builder.run(
-        async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
-            calls_tx
-                .send((out.attempt(), batch.iter().map(|d| d.order_id).collect()))
-                .unwrap();
-            assert!(batch.iter().all(|d| d.attempt() == out.attempt()));
-            // Outputs of the failing attempt reach the broker, then the handler fails.
-            for o in batch {
-                out.send(&invoice(o, out.attempt()))?;
-            }
-            if !failed_once {
-                failed_once = true;
-                out.flush().await?;
-                return Err::<(), HandlerError>("the price service is down".into());
-            }
-            Ok(())
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(builder.run_until(async move {
+        let _ = stopped.await;
+    }));
     wait_for(&stats, "every order committed", |s| s.consumed == n as u64).await;
     let committed = read_invoices(&orm, "read_committed", n as usize, Duration::from_secs(2)).await;
     // The retried batch was written by attempt 2; later batches (if any) by attempt 1.
@@ -656,10 +654,8 @@ async fn panicking_handler_aborts_before_the_panic_propagates() {
         .unwrap();
     let (produced_tx, mut produced_rx) = mpsc::unbounded_channel::<usize>();
     let task = tokio::spawn(
-        orm.transactional::<TxOrder>()
-            .transactional_id("billing-0")
-            .batch(1_000, Duration::from_millis(500))
-            .run(
+        orm.topic::<TxOrder>()
+            .transactional(
                 async move |batch: &[Delivery<TxOrder>], out: &mut Outputs| {
                     for o in batch {
                         out.send(&invoice(o, 1))?;
@@ -668,8 +664,10 @@ async fn panicking_handler_aborts_before_the_panic_propagates() {
                     produced_tx.send(out.len()).unwrap();
                     panic!("bug in the handler");
                 },
-                std::future::pending::<()>(),
-            ),
+            )
+            .transactional_id("billing-0")
+            .batch(1_000, Duration::from_millis(500))
+            .run_until(std::future::pending::<()>()),
     );
     let err = within(60, "the panic", task).await.unwrap_err();
     assert!(err.is_panic());
@@ -802,12 +800,8 @@ async fn undecodable_input_without_dlq_is_skipped_and_counted() {
 
     let (stop, stopped) = oneshot::channel::<()>();
     let builder = orm
-        .transactional::<TxPayment>()
-        .transactional_id("payments-0")
-        .batch(2, Duration::from_millis(100));
-    let stats = builder.stats();
-    let task = tokio::spawn(builder.run(
-        async |batch: &[Delivery<TxPayment>], out: &mut Outputs| {
+        .topic::<TxPayment>()
+        .transactional(async |batch: &[Delivery<TxPayment>], out: &mut Outputs| {
             for p in batch {
                 out.send(&TxInvoice {
                     order_id: p.payment_id,
@@ -817,11 +811,13 @@ async fn undecodable_input_without_dlq_is_skipped_and_counted() {
                 })?;
             }
             Ok(())
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+        })
+        .transactional_id("payments-0")
+        .batch(2, Duration::from_millis(100));
+    let stats = builder.stats();
+    let task = tokio::spawn(builder.run_until(async move {
+        let _ = stopped.await;
+    }));
     let invoices = read_invoices(&orm, "read_committed", 5, Duration::from_secs(1)).await;
     assert_exactly_once(&invoices, 0..5, 1);
     wait_for(&stats, "every message committed", |s| s.consumed == 6).await;
@@ -839,11 +835,9 @@ async fn missing_transactional_id_is_a_config_error() {
     };
     let orm = builder.build().await.unwrap();
     let err = orm
-        .transactional::<TxOrder>()
-        .run(
-            async |_: &[Delivery<TxOrder>], _: &mut Outputs| Ok(()),
-            std::future::pending::<()>(),
-        )
+        .topic::<TxOrder>()
+        .transactional(async |_: &[Delivery<TxOrder>], _: &mut Outputs| Ok(()))
+        .run_until(std::future::pending::<()>())
         .await
         .unwrap_err();
     assert!(matches!(err, kafka_orm::Error::Config(_)), "{err}");

@@ -249,6 +249,7 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
         .outbox_relay()
         .leases(Duration::from_secs(30), Duration::from_secs(1))
         .spawn()
+        .await
         .unwrap();
     // The handler waits until the test saw its lag, then takes 30 ms a message.
     GATE.set_open(false);
@@ -292,7 +293,7 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
     // A plain stream in another group reads all 27 records and commits them.
     let mut stream = orm
         .topic::<Order>()
-        .with_group("metrics-audit")
+        .group("metrics-audit")
         .consume()
         .await
         .unwrap();
@@ -319,10 +320,10 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
         !lags.is_empty() && lags.iter().all(|l| *l == 0.0)
     })
     .await;
-    stream.close(Duration::from_secs(10)).await.unwrap();
+    stream.shutdown().await.unwrap();
 
     let relay_stats = relay.stats();
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
     let stats = handler.shutdown().await.unwrap();
     assert_every_metric_is_there(&scrape, &topic, &[]);
 
@@ -464,6 +465,7 @@ async fn relay_failures_and_backlog_show_while_the_broker_is_down() {
         .outbox_relay()
         .leases(Duration::from_secs(3), Duration::from_millis(200))
         .spawn()
+        .await
         .unwrap();
     let down_since = Instant::now();
     let transient = [(LABEL_TOPIC, topic.as_str()), (LABEL_ERROR, "transient")];
@@ -493,5 +495,5 @@ async fn relay_failures_and_backlog_show_while_the_broker_is_down() {
         relay.stats().failed as f64,
         scrape.value(name::RELAY_FAILED, &on_topic)
     );
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }

@@ -92,7 +92,7 @@ async fn consume_n(orm: &KafkaOrm, n: usize, secs: u64) -> Vec<Delivery<OrderPla
         .unwrap();
         got.push(d);
     }
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
     got
 }
 
@@ -144,7 +144,7 @@ async fn rollback_sends_nothing_and_commit_sends_exactly_the_events_in_key_order
     txn.commit().await.unwrap();
     assert_eq!(backlog(&orm).await, 200);
 
-    let relay = orm.outbox_relay().spawn().unwrap();
+    let relay = orm.outbox_relay().spawn().await.unwrap();
     let got = consume_n(&orm, 200, 60).await;
     assert_per_key_order(&got);
     let seqs: HashSet<i64> = got.iter().map(|d| d.seq).collect();
@@ -166,7 +166,7 @@ async fn rollback_sends_nothing_and_commit_sends_exactly_the_events_in_key_order
     })
     .await;
     assert_eq!(relay.stats().delivered, 200);
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,6 +179,7 @@ async fn a_late_committing_lower_id_is_delivered_and_keys_stay_in_order() {
         .outbox_relay()
         .poll_interval(Duration::from_millis(50))
         .spawn()
+        .await
         .unwrap();
 
     // T1 publishes key c1 (the lowest id) and stays open.
@@ -213,7 +214,7 @@ async fn a_late_committing_lower_id_is_delivered_and_keys_stay_in_order() {
         .map(|d| d.seq)
         .collect();
     assert_eq!(c1, vec![1, 4], "the late lower id is delivered, and first");
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 /// Asserts per-key order where a crash may have caused redelivery: the first occurrences
@@ -244,17 +245,20 @@ async fn drain(orm: &KafkaOrm, secs: u64) {
     .await;
 }
 
-fn relays(orm: &KafkaOrm, n: usize) -> Vec<kafka_orm::OutboxRelay> {
-    (0..n)
-        .map(|i| {
-            orm.outbox_relay()
-                .instance_id(format!("relay-{i}"))
-                .batch_size(200)
-                .leases(Duration::from_secs(3), Duration::from_millis(100))
-                .spawn()
-                .unwrap()
-        })
-        .collect()
+async fn relays(orm: &KafkaOrm, n: usize) -> Vec<kafka_orm::OutboxRelay> {
+    let mut relays = Vec::with_capacity(n);
+    for i in 0..n {
+        let relay = orm
+            .outbox_relay()
+            .instance_id(format!("relay-{i}"))
+            .batch(200)
+            .leases(Duration::from_secs(3), Duration::from_millis(100))
+            .spawn()
+            .await
+            .unwrap();
+        relays.push(relay);
+    }
+    relays
 }
 
 /// Waits until the instances share the 64 buckets fairly.
@@ -277,7 +281,7 @@ async fn three_relays_never_reorder_a_key_nor_share_a_row() {
     let Some((orm, db)) = setup("outbox-scale").await else {
         return;
     };
-    let relays = relays(&orm, 3);
+    let relays = relays(&orm, 3).await;
     balanced(&relays).await;
     let total = 10_000;
     let events: Vec<OrderPlaced> = (0..total).map(|i| placed(i as usize % 100, i)).collect();
@@ -304,7 +308,7 @@ async fn three_relays_never_reorder_a_key_nor_share_a_row() {
         "all three shared the work: {per_instance:?}"
     );
     for r in relays {
-        r.shutdown(Duration::from_secs(10)).await;
+        r.shutdown().await.unwrap();
     }
 }
 
@@ -313,7 +317,7 @@ async fn a_dead_relays_buckets_are_taken_over() {
     let Some((orm, db)) = setup("outbox-takeover").await else {
         return;
     };
-    let mut relays = relays(&orm, 2);
+    let mut relays = relays(&orm, 2).await;
     balanced(&relays).await;
     // The first instance dies without releasing its leases.
     relays.remove(0).abort();
@@ -329,7 +333,7 @@ async fn a_dead_relays_buckets_are_taken_over() {
         "the survivor owns every bucket"
     );
     assert_eq!(relays[0].stats().delivered, 2_000);
-    relays.remove(0).shutdown(Duration::from_secs(10)).await;
+    relays.remove(0).shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +351,7 @@ async fn relay_killed_between_produce_and_delete_redelivers_everything() {
     )
     .await
     .unwrap();
-    let relay = orm.outbox_relay().spawn().unwrap();
+    let relay = orm.outbox_relay().spawn().await.unwrap();
     let first = consume_n(&orm, 300, 60).await;
     relay.abort();
     assert_eq!(
@@ -359,14 +363,14 @@ async fn relay_killed_between_produce_and_delete_redelivers_everything() {
     db.execute_unprepared("DROP TRIGGER refuse_delete ON order_placed_outbox")
         .await
         .unwrap();
-    let relay = orm.outbox_relay().spawn().unwrap();
+    let relay = orm.outbox_relay().spawn().await.unwrap();
     within(60, "backlog to drain after restart", async {
         while backlog(&orm).await > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
     // The group committed nothing, so a new consumer sees both runs.
     let all = consume_n(&orm, 600, 60).await;
     let mut count: BTreeMap<i64, usize> = BTreeMap::new();
@@ -410,6 +414,7 @@ async fn a_poison_row_backs_off_visibly_while_other_keys_go_on() {
         .outbox_relay()
         .backoff(Duration::from_millis(100), Duration::from_secs(1))
         .spawn()
+        .await
         .unwrap();
     let got = consume_n(&orm, 50, 60).await;
     assert!(
@@ -427,7 +432,7 @@ async fn a_poison_row_backs_off_visibly_while_other_keys_go_on() {
     let error = failing.last_error.as_deref().unwrap_or_default();
     assert!(error.to_lowercase().contains("too large"), "{error}");
     assert!(relay.stats().last_error.is_some());
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,6 +455,7 @@ async fn broker_down_during_relay_keeps_rows_until_it_is_back() {
         .poll_interval(Duration::from_millis(100))
         .backoff(Duration::from_millis(100), Duration::from_millis(500))
         .spawn()
+        .await
         .unwrap();
     mock.broker_down(1).unwrap();
     let events: Vec<OrderPlaced> = (0..20).map(|i| placed(i as usize % 4, i)).collect();
@@ -474,7 +480,7 @@ async fn broker_down_during_relay_keeps_rows_until_it_is_back() {
         }
     })
     .await;
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,6 +494,7 @@ async fn sqlite_round_trip() {
         .outbox_relay()
         .poll_interval(Duration::from_millis(20))
         .spawn()
+        .await
         .unwrap();
     let events: Vec<OrderPlaced> = (0..100).map(|i| placed(i as usize % 4, i)).collect();
     publish_committed(&orm, &db, &events[..50]).await;
@@ -502,7 +509,7 @@ async fn sqlite_round_trip() {
     assert_per_key_order(&got);
     let seqs: HashSet<i64> = got.iter().map(|d| d.seq).collect();
     assert_eq!(seqs, (0..100).collect::<HashSet<_>>());
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,6 +524,7 @@ async fn listen_notify_wakes_the_relay_without_polling() {
         .single_node()
         .poll_interval(Duration::from_secs(60))
         .spawn()
+        .await
         .unwrap();
     within(30, "the LISTEN connection", async {
         while !relay.stats().listening {
@@ -551,7 +559,7 @@ async fn listen_notify_wakes_the_relay_without_polling() {
         // Idle again before the next commit.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -585,14 +593,15 @@ async fn a_blocked_key_with_a_long_backlog_does_not_starve_other_keys() {
     publish_committed(&orm, &db, &others).await;
     let relay = orm
         .outbox_relay()
-        .batch_size(100)
+        .batch(100)
         .backoff(Duration::from_secs(30), Duration::from_secs(60))
         .spawn()
+        .await
         .unwrap();
     let got = consume_n(&orm, 100, 60).await;
     assert!(got.iter().all(|d| d.customer_id != "poison"));
     assert_per_key_order(&got);
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 /// Rows of the lease tables that say some relay instance is around: owned buckets, and
@@ -620,9 +629,10 @@ async fn single_node_on_postgres_delivers_everything_in_key_order_without_leases
     let relay = orm
         .outbox_relay()
         .single_node()
-        .batch_size(100)
+        .batch(100)
         .poll_interval(Duration::from_millis(50))
         .spawn()
+        .await
         .unwrap();
     // Some rows before the relay's first claim, the rest while it runs, in many
     // transactions, each key's rows spread over all of them.
@@ -646,5 +656,5 @@ async fn single_node_on_postgres_delivers_everything_in_key_order_without_leases
     // Single-node mode on PostgreSQL takes no lease and registers no member: the relay
     // really ran without the lease machinery.
     assert_eq!(lease_activity(&db).await, (0, 0));
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }

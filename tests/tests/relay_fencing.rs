@@ -42,13 +42,14 @@ fn events(n: i64, keys: i64) -> Vec<Ordered> {
         .collect()
 }
 
-fn relay(orm: &KafkaOrm, name: &str, ttl: Duration) -> OutboxRelay {
+async fn relay(orm: &KafkaOrm, name: &str, ttl: Duration) -> OutboxRelay {
     orm.outbox_relay()
         .instance_id(name)
         .poll_interval(Duration::from_millis(100))
         .backoff(Duration::from_millis(100), Duration::from_millis(300))
         .leases(ttl, Duration::from_millis(100))
         .spawn()
+        .await
         .unwrap()
 }
 
@@ -79,12 +80,7 @@ async fn owns(relay: &OutboxRelay, buckets: usize, secs: u64, what: &str) -> Dur
 /// Reads the topic from the start until nothing new arrives for `quiet`.
 async fn read_all(orm: &KafkaOrm, at_least: usize, quiet: Duration) -> Vec<Delivery<Ordered>> {
     let group = unique_namespace("fencing-reader");
-    let mut consumer = orm
-        .topic::<Ordered>()
-        .with_group(group)
-        .consume()
-        .await
-        .unwrap();
+    let mut consumer = orm.topic::<Ordered>().group(group).consume().await.unwrap();
     let mut got = Vec::new();
     loop {
         let wait = if got.len() < at_least {
@@ -99,7 +95,7 @@ async fn read_all(orm: &KafkaOrm, at_least: usize, quiet: Duration) -> Vec<Deliv
             Err(_) => panic!("only {} of {at_least} records arrived", got.len()),
         }
     }
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
     got
 }
 
@@ -143,7 +139,7 @@ async fn a_relay_stalled_past_its_lease_never_delivers_alongside_its_successor()
         .unwrap();
     let orm = builder.database(db.clone()).build().await.unwrap();
     let ttl = Duration::from_secs(3);
-    let a = relay(&orm, "stalled", ttl);
+    let a = relay(&orm, "stalled", ttl).await;
     owns(&a, FULL, 20, "the first relay to own every bucket").await;
 
     // The broker goes away while a batch is in flight: the first relay waits for acks.
@@ -153,7 +149,7 @@ async fn a_relay_stalled_past_its_lease_never_delivers_alongside_its_successor()
     // Long enough for the first relay to claim the rows and hand them to its producer.
     tokio::time::sleep(Duration::from_secs(1)).await;
     // A second instance arrives while the first is (or was) stuck, and stays past the TTL.
-    let b = relay(&orm, "newcomer", ttl);
+    let b = relay(&orm, "newcomer", ttl).await;
     tokio::time::sleep(ttl * 2).await;
     assert!(
         a.stats().owned_buckets > 0,
@@ -186,8 +182,8 @@ async fn a_relay_stalled_past_its_lease_never_delivers_alongside_its_successor()
         }
     }
     assert_epochs_never_go_backwards(&got);
-    a.shutdown(Duration::from_secs(10)).await;
-    b.shutdown(Duration::from_secs(10)).await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }
 
 async fn real_setup(test: &str) -> Option<(KafkaOrm, DatabaseConnection)> {
@@ -203,22 +199,22 @@ async fn a_restarted_relay_with_a_stable_name_takes_its_buckets_back_at_once() {
     };
     // A TTL far longer than the test: only the reclaim can explain a fast take-over.
     let ttl = Duration::from_secs(60);
-    let first = relay(&orm, "relay-0", ttl);
+    let first = relay(&orm, "relay-0", ttl).await;
     owns(&first, FULL, 20, "relay-0 to own every bucket").await;
     first.abort(); // a crash: leases are not released
 
     // A stranger cannot take unexpired leases...
-    let stranger = relay(&orm, "relay-1", ttl);
+    let stranger = relay(&orm, "relay-1", ttl).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         stranger.stats().owned_buckets,
         0,
         "leases of a crashed relay are not free before their TTL"
     );
-    stranger.shutdown(Duration::from_secs(5)).await;
+    stranger.shutdown().await.unwrap();
 
     // ...but the crashed instance, restarted under its name, reclaims them at once.
-    let restarted = relay(&orm, "relay-0", ttl);
+    let restarted = relay(&orm, "relay-0", ttl).await;
     let took = owns(
         &restarted,
         FULL,
@@ -230,7 +226,7 @@ async fn a_restarted_relay_with_a_stable_name_takes_its_buckets_back_at_once() {
     publish(&orm, &db, &events(50, 5)).await;
     let got = read_all(&orm, 50, Duration::from_secs(1)).await;
     assert_eq!(got.len(), 50);
-    restarted.shutdown(Duration::from_secs(10)).await;
+    restarted.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,9 +235,9 @@ async fn a_second_live_process_with_the_same_name_does_not_steal_leases() {
         return;
     };
     let ttl = Duration::from_secs(60);
-    let first = relay(&orm, "twin", ttl);
+    let first = relay(&orm, "twin", ttl).await;
     owns(&first, FULL, 20, "the first twin to own every bucket").await;
-    let twin = relay(&orm, "twin", ttl);
+    let twin = relay(&orm, "twin", ttl).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         twin.stats().owned_buckets,
@@ -249,8 +245,8 @@ async fn a_second_live_process_with_the_same_name_does_not_steal_leases() {
         "the live holder of the name keeps its leases"
     );
     assert_eq!(first.stats().owned_buckets, FULL);
-    twin.shutdown(Duration::from_secs(5)).await;
-    first.shutdown(Duration::from_secs(5)).await;
+    twin.shutdown().await.unwrap();
+    first.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +254,7 @@ async fn a_relay_whose_lease_passed_on_claims_nothing_more() {
     let Some((orm, db)) = real_setup("fencing-epoch").await else {
         return;
     };
-    let a = relay(&orm, "fenced", Duration::from_secs(60));
+    let a = relay(&orm, "fenced", Duration::from_secs(60)).await;
     owns(&a, FULL, 20, "the relay to own every bucket").await;
     // Another tenure begins behind its back (as when its lease passed on while it was
     // frozen): a new owner, a new epoch, a long lease.
@@ -277,7 +273,7 @@ async fn a_relay_whose_lease_passed_on_claims_nothing_more() {
         backlog, 20,
         "no row claimed, delivered or deleted under a stale epoch"
     );
-    a.shutdown(Duration::from_secs(5)).await;
+    a.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,6 +300,7 @@ async fn delivery_resumes_within_seconds_after_a_long_broker_outage() {
         .instance_id("outage")
         .backoff(Duration::from_secs(4), Duration::from_secs(60))
         .spawn()
+        .await
         .unwrap();
     owns(&relay, FULL, 20, "the relay to own every bucket").await;
     mock.broker_down(1).unwrap();
@@ -324,7 +321,7 @@ async fn delivery_resumes_within_seconds_after_a_long_broker_outage() {
         took < Duration::from_secs(2),
         "delivery resumed {took:?} after the broker came back"
     );
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await.unwrap();
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
@@ -416,13 +413,14 @@ async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_ba
     txn.commit().await.unwrap();
     let relay = orm
         .outbox_relay()
-        .batch_size(500)
+        .batch(500)
         .backoff(Duration::from_secs(30), Duration::from_secs(60))
         .spawn()
+        .await
         .unwrap();
     let mut consumer = orm
         .topic::<InOnePartition>()
-        .with_group(unique_namespace("oversize-reader"))
+        .group(unique_namespace("oversize-reader"))
         .consume()
         .await
         .unwrap();
@@ -439,8 +437,8 @@ async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_ba
         .find(|s| s.type_name == InOnePartition::SPEC.type_name)
         .unwrap();
     assert_eq!(status.failing[0].key.as_deref(), Some("poison"));
-    consumer.close(Duration::from_secs(10)).await.unwrap();
-    relay.shutdown(Duration::from_secs(10)).await;
+    consumer.shutdown().await.unwrap();
+    relay.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,7 +463,7 @@ async fn a_rejected_broker_batch_never_lets_later_batches_of_its_partition_throu
         .build()
         .await
         .unwrap();
-    let relay = orm.outbox_relay().spawn().unwrap();
+    let relay = orm.outbox_relay().spawn().await.unwrap();
     let rows: Vec<InOnePartition> = (0..300)
         .map(|i| InOnePartition {
             customer_id: format!("c{}", i % 10),
@@ -486,7 +484,7 @@ async fn a_rejected_broker_batch_never_lets_later_batches_of_its_partition_throu
     txn.commit().await.unwrap();
     let mut consumer = orm
         .topic::<InOnePartition>()
-        .with_group(unique_namespace("gapless-reader"))
+        .group(unique_namespace("gapless-reader"))
         .consume()
         .await
         .unwrap();
@@ -496,8 +494,8 @@ async fn a_rejected_broker_batch_never_lets_later_batches_of_its_partition_throu
         "the rejection happened: {:?}",
         relay.stats()
     );
-    consumer.close(Duration::from_secs(10)).await.unwrap();
-    relay.shutdown(Duration::from_secs(10)).await;
+    consumer.shutdown().await.unwrap();
+    relay.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,9 +505,9 @@ async fn a_graceful_stop_hands_its_buckets_over_at_once() {
     };
     // A TTL far longer than the test: only the release on shutdown explains a fast move.
     let ttl = Duration::from_secs(60);
-    let leaving = relay(&orm, "leaving", ttl);
+    let leaving = relay(&orm, "leaving", ttl).await;
     owns(&leaving, FULL, 20, "the first relay to own every bucket").await;
-    let staying = relay(&orm, "staying", ttl);
+    let staying = relay(&orm, "staying", ttl).await;
     owns(
         &staying,
         FULL / 2,
@@ -517,10 +515,10 @@ async fn a_graceful_stop_hands_its_buckets_over_at_once() {
         "the second relay to get its fair share",
     )
     .await;
-    leaving.shutdown(Duration::from_secs(10)).await;
+    leaving.shutdown().await.unwrap();
     let took = owns(&staying, FULL, 10, "the survivor to own every bucket").await;
     assert!(took < Duration::from_secs(3), "handed over in {took:?}");
     publish(&orm, &db, &events(40, 8)).await;
     assert_eq!(read_all(&orm, 40, Duration::from_secs(1)).await.len(), 40);
-    staying.shutdown(Duration::from_secs(10)).await;
+    staying.shutdown().await.unwrap();
 }

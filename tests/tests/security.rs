@@ -108,7 +108,7 @@ async fn round_trip(orm: &KafkaOrm) {
     }
     got.sort_by_key(|r| r.seq);
     assert_eq!(got, sent);
-    consumer.close(Duration::from_secs(10)).await.unwrap();
+    consumer.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +202,7 @@ async fn outbox_relay_and_inbox_handler_over_sasl_ssl() {
         .unwrap();
     txn.commit().await.unwrap();
 
-    let relay = orm.outbox_relay().spawn().unwrap();
+    let relay = orm.outbox_relay().spawn().await.unwrap();
     let handler = orm
         .topic::<Transfer>()
         .handler(|txn, msg| Box::pin(async move { apply(txn, msg).await }))
@@ -220,7 +220,7 @@ async fn outbox_relay_and_inbox_handler_over_sasl_ssl() {
     assert_eq!(orm.outbox_status().await.unwrap()[0].backlog, 0);
     let stats = handler.shutdown().await.unwrap();
     assert_eq!(stats.handled, 30, "{stats:?}");
-    relay.shutdown(Duration::from_secs(5)).await;
+    relay.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,7 +68,7 @@ async fn rest_of_the_group(orm: &KafkaOrm) -> BTreeSet<i64> {
             assert!(got.insert(d.n), "tick {} delivered twice", d.n);
         }
     }
-    stream.close(Duration::from_secs(10)).await.unwrap();
+    stream.shutdown().await.unwrap();
     got
 }
 
@@ -130,7 +130,7 @@ async fn next_batch_is_bounded_by_size_and_wait_and_commit_batch_commits_past_it
     stream.commit_batch(&done).await.unwrap();
     let committed = numbers(&done);
     assert_eq!(committed.len(), 25);
-    stream.close(Duration::from_secs(10)).await.unwrap();
+    stream.shutdown().await.unwrap();
     let rest = rest_of_the_group(&orm).await;
     let expected: BTreeSet<i64> = (0..40).filter(|n| !committed.contains(n)).collect();
     assert_eq!(

@@ -198,7 +198,7 @@ impl Receiver {
                 }
             }
             .await;
-            consumer.close(Duration::from_secs(5)).await?;
+            consumer.shutdown().await?;
             result
         });
         Ok(Receiver { seen, stop, task })
@@ -399,14 +399,14 @@ async fn outbox_run(
     progress: &Progress,
 ) -> Result<Samples> {
     sc.db.execute_unprepared(BUSINESS_TABLE).await?;
-    let relay = Arc::new(sc.orm.outbox_relay().listen(listen).spawn()?);
+    let relay = Arc::new(sc.orm.outbox_relay().listen(listen).spawn().await?);
     let finished: Arc<Mutex<Vec<(i64, i64)>>> = Arc::default();
     let handler = if listen {
         let finished = Arc::clone(&finished);
         let running = sc
             .orm
             .topic::<BenchEvent>()
-            .with_group("bench-handler")
+            .group("bench-handler")
             .handler(move |txn, msg| {
                 let finished = Arc::clone(&finished);
                 Box::pin(async move {
@@ -426,7 +426,7 @@ async fn outbox_run(
         h.shutdown().await?;
     }
     if let Ok(relay) = Arc::try_unwrap(relay) {
-        relay.shutdown(Duration::from_secs(10)).await;
+        relay.shutdown().await?;
     }
     result
 }

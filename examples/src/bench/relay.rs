@@ -96,14 +96,14 @@ async fn measure(
     variant: &str,
     progress: &Progress,
 ) -> Result<Measured> {
-    let relays = (0..instances)
-        .map(|i| {
-            sc.orm
-                .outbox_relay()
-                .instance_id(format!("bench-relay-{i}"))
-                .spawn()
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut relays = Vec::with_capacity(instances);
+    for i in 0..instances {
+        let relay = sc
+            .orm
+            .outbox_relay()
+            .instance_id(format!("bench-relay-{i}"));
+        relays.push(relay.spawn().await?);
+    }
     let result = async {
         progress.phase(format!("{variant}: waiting for the leases to balance"));
         balanced(&relays).await?;
@@ -146,7 +146,7 @@ async fn measure(
     }
     .await;
     for r in relays {
-        r.shutdown(Duration::from_secs(10)).await;
+        r.shutdown().await?;
     }
     result
 }

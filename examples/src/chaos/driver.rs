@@ -316,11 +316,11 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let lease_ttl_ms = std::env::var("CHAOS_LEASE_TTL_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(kafka_orm::outbox::relay::defaults::LEASE_TTL.as_millis() as u64);
+        .unwrap_or(kafka_orm::defaults::LEASE_TTL.as_millis() as u64);
     let session_timeout_ms = std::env::var("CHAOS_SESSION_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(kafka_orm::handler::defaults::SESSION_TIMEOUT.as_millis() as u64);
+        .unwrap_or(kafka_orm::defaults::SESSION_TIMEOUT.as_millis() as u64);
     let cfg = Config {
         quick: args.quick,
         seed: args.seed,

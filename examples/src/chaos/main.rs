@@ -11,7 +11,7 @@
 //! | subcommand | what it is |
 //! | --- | --- |
 //! | `producer` | business row + `chaos_committed (key, seq)` + `publish` in ONE transaction, per-key sequence numbers, steady rate |
-//! | `relay NAME` | `orm.outbox_relay().instance_id(NAME).spawn()` until SIGTERM |
+//! | `relay NAME` | `orm.outbox_relay().instance_id(NAME).spawn().await` until SIGTERM |
 //! | `consumer NAME` | inbox handler inserting a `chaos_applied` row (no unique constraint) per event; rejects poison; `dlq` on the topic |
 //! | `poison ..` | undecodable, handler-rejected and oversize messages, each recorded in `chaos_poison` |
 //! | `check` | topic (read_committed, from the beginning) + DLQ + database → lost, applied twice, order, duplicates, concurrent relays, DLQ vs poison, outbox left |

@@ -248,7 +248,7 @@ pub async fn relay(env: Env, name: String) -> Result<()> {
             .unwrap_or(ttl / 5);
         builder = builder.leases(Duration::from_millis(ttl), Duration::from_millis(renew));
     }
-    let relay = builder.spawn()?;
+    let relay = builder.spawn().await?;
     common::mark(&db, &name, "started").await;
     say(&name, "relay started");
     loop {
@@ -265,7 +265,7 @@ pub async fn relay(env: Env, name: String) -> Result<()> {
     }
     say(&name, "SIGTERM: shutting down");
     let s = relay.stats();
-    relay.shutdown(Duration::from_secs(10)).await;
+    relay.shutdown().await?;
     say(
         &name,
         format!("stopped: delivered {}, failed {}", s.delivered, s.failed),

@@ -1,7 +1,7 @@
 //! Values and policies: the format, partition and replication counts, the inbox
 //! retention, the retry policy, and the settings that contradict each other.
 //!
-//! The runtime's defaults are not known here (`kafka_orm::handler::defaults` is their one
+//! The runtime's defaults are not known here (`kafka_orm::defaults` is their one
 //! source): a `backoff` set without `max_backoff`, or the other way round, is checked
 //! against the default by an assertion in the expansion (`expand/topic_impl.rs`).
 

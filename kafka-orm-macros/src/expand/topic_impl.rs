@@ -150,7 +150,7 @@ fn retry_assertion(model: &TopicModel, p: &TokenStream) -> TokenStream {
             Literal::u64_unsuffixed(b.ms),
             quote!(<= #p::defaults::RETRY_MAX_BACKOFF.as_millis()),
             format!(
-                "`backoff` (`{}`) is longer than the default `max_backoff` (`kafka_orm::handler::defaults::RETRY_MAX_BACKOFF`); the backoff starts at `backoff` and doubles up to `max_backoff`: set `max_backoff` too, or a shorter `backoff`",
+                "`backoff` (`{}`) is longer than the default `max_backoff` (`kafka_orm::defaults::RETRY_MAX_BACKOFF`); the backoff starts at `backoff` and doubles up to `max_backoff`: set `max_backoff` too, or a shorter `backoff`",
                 b.lit.value()
             ),
         ),
@@ -159,7 +159,7 @@ fn retry_assertion(model: &TopicModel, p: &TokenStream) -> TokenStream {
             Literal::u64_unsuffixed(m.ms),
             quote!(>= #p::defaults::RETRY_BACKOFF.as_millis()),
             format!(
-                "`max_backoff` (`{}`) is shorter than the default `backoff` (`kafka_orm::handler::defaults::RETRY_BACKOFF`); the backoff starts at `backoff` and doubles up to `max_backoff`: set `backoff` too, or a longer `max_backoff`",
+                "`max_backoff` (`{}`) is shorter than the default `backoff` (`kafka_orm::defaults::RETRY_BACKOFF`); the backoff starts at `backoff` and doubles up to `max_backoff`: set `backoff` too, or a longer `max_backoff`",
                 m.lit.value()
             ),
         ),

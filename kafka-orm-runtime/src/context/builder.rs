@@ -14,7 +14,7 @@ use super::embedded::EmbeddedBroker;
 use super::{BOOTSTRAP_ENV, Inner, KafkaOrm, client_config};
 use crate::error::{Error, Result};
 use crate::security::{self, Sasl, Scram, Security, Tls};
-use crate::{connect, registry, schema};
+use crate::{connect, defaults, registry, schema};
 
 /// How to reach Kafka.
 #[derive(Debug, Clone)]
@@ -45,6 +45,7 @@ pub struct KafkaOrmBuilder {
     send_timeout: Duration,
     consumer_buffer: usize,
     metrics_interval: Duration,
+    shutdown_timeout: Duration,
 }
 
 impl KafkaOrm {
@@ -61,10 +62,11 @@ impl KafkaOrm {
             database: None,
             create_topics: true,
             migrate: true,
-            connect_timeout: Duration::from_secs(10),
-            send_timeout: Duration::from_secs(30),
-            consumer_buffer: 1024,
-            metrics_interval: Duration::from_secs(5),
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            send_timeout: defaults::SEND_TIMEOUT,
+            consumer_buffer: defaults::CONSUMER_BUFFER,
+            metrics_interval: defaults::METRICS_INTERVAL,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -98,6 +100,7 @@ impl std::fmt::Debug for KafkaOrmBuilder {
             .field("send_timeout", &self.send_timeout)
             .field("consumer_buffer", &self.consumer_buffer)
             .field("metrics_interval", &self.metrics_interval)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
     }
 }
@@ -130,8 +133,9 @@ impl KafkaOrmBuilder {
         self
     }
 
-    /// Consumer group for topics that do not set `group = ".."`.
-    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+    /// The consumer group of topics that set no `group = ".."` and of handles without
+    /// [`TopicHandle::group`](crate::TopicHandle::group) (prefixed with the namespace).
+    pub fn group(mut self, group: impl Into<String>) -> Self {
         self.default_group = Some(group.into());
         self
     }
@@ -275,30 +279,42 @@ impl KafkaOrmBuilder {
         self
     }
 
-    /// How long `build()` waits for the broker to answer before failing (default 10 s).
+    /// How long `build()` waits for the broker to answer before failing (default
+    /// [`defaults::CONNECT_TIMEOUT`]).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// How long a produce may wait for room in the local queue (default 30 s); delivery
+    /// How long a produce may wait for room in the local queue (default
+    /// [`defaults::SEND_TIMEOUT`]); delivery
     /// itself is bounded by librdkafka's `message.timeout.ms`.
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
         self.send_timeout = timeout;
         self
     }
 
-    /// How many decoded messages a consumer buffers ahead of the caller (default 1024).
+    /// How many decoded messages a consumer buffers ahead of the caller (default
+    /// [`defaults::CONSUMER_BUFFER`]).
     pub fn consumer_buffer(mut self, messages: usize) -> Self {
         self.consumer_buffer = messages;
         self
     }
 
-    /// How often the sampled metrics are taken (default 5 s): the committed-offset lag of
+    /// How often the sampled metrics are taken (default
+    /// [`defaults::METRICS_INTERVAL`]): the committed-offset lag of
     /// handlers and streams (on a thread of each consumer's own) and the outbox backlog and
     /// oldest age (by each relay). See [`crate::telemetry`].
     pub fn metrics_interval(mut self, interval: Duration) -> Self {
         self.metrics_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long a `shutdown()` waits for work in flight (default
+    /// [`defaults::SHUTDOWN_TIMEOUT`]): of stream consumers, and of handlers, relays and
+    /// pipelines unless their builder's `shutdown_timeout` says otherwise.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 
@@ -349,6 +365,7 @@ impl KafkaOrmBuilder {
                 send_timeout: self.send_timeout,
                 consumer_buffer: self.consumer_buffer,
                 metrics_interval: self.metrics_interval,
+                shutdown_timeout: self.shutdown_timeout,
                 _embedded: embedded,
             }),
         })

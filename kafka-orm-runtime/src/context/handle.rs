@@ -14,17 +14,6 @@ use crate::producer::{self, DeliveryReport, Headers};
 use crate::telemetry::metrics as telemetry;
 use crate::topic::{Consumable, OutboxTopic, Producible, Topic, TopicSpec};
 
-impl KafkaOrm {
-    /// The typed handle of topic `T`: produce to it, consume it.
-    pub fn topic<T: Topic>(&self) -> TopicHandle<T> {
-        TopicHandle {
-            orm: self.clone(),
-            group: None,
-            _type: PhantomData,
-        }
-    }
-}
-
 /// The handle of one topic `T` in a context: produce, consume.
 ///
 /// Get it with [`KafkaOrm::topic`]; it is cheap to create and to clone.
@@ -45,6 +34,14 @@ impl<T> Clone for TopicHandle<T> {
 }
 
 impl<T: Topic> TopicHandle<T> {
+    pub(super) fn new(orm: KafkaOrm) -> Self {
+        TopicHandle {
+            orm,
+            group: None,
+            _type: PhantomData,
+        }
+    }
+
     /// The topic's settings.
     pub fn spec(&self) -> &'static TopicSpec {
         T::SPEC
@@ -63,8 +60,11 @@ impl<T: Topic> TopicHandle<T> {
         self.group.as_deref()
     }
 
-    /// Uses consumer group `group` for this handle instead of the topic's or context's.
-    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+    /// Consumes in group `group` (prefixed with the namespace) instead of the topic's
+    /// `group = ".."` or the context's [`group`](crate::KafkaOrmBuilder::group): for this
+    /// handle's [`consume`](Self::consume), [`handler`](Self::handler) and
+    /// [`transactional`](Self::transactional).
+    pub fn group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
         self
     }
@@ -177,6 +177,7 @@ impl<T: Topic> TopicHandle<T> {
             group,
             inner.consumer_buffer,
             inner.metrics_interval,
+            inner.shutdown_timeout,
         ))
     }
 }

@@ -4,10 +4,10 @@
 //! checks that the broker answers (in bounded time), creates missing topics, and opens the
 //! shared idempotent producer. [`KafkaOrm::topic`] then hands out typed per-topic handles.
 //!
-//! - [`builder`]: [`KafkaOrmBuilder`], its settings and `build()`;
-//! - [`admin`]: the Kafka topics the registry needs and their creation;
-//! - [`embedded`]: the in-process broker behind [`KafkaOrmBuilder::embedded`];
-//! - [`handle`]: [`TopicHandle`], what a service produces, publishes and consumes through.
+//! - `builder`: [`KafkaOrmBuilder`], its settings and `build()`;
+//! - `admin`: the Kafka topics the registry needs and their creation;
+//! - `embedded`: the in-process broker behind [`KafkaOrmBuilder::embedded`];
+//! - `handle`: [`TopicHandle`], what a service produces, publishes and consumes through.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use sea_orm::DatabaseConnection;
 
 use crate::error::{Error, Result};
-use crate::topic::TopicSpec;
+use crate::topic::{Topic, TopicSpec};
 
 mod admin;
 mod builder;
@@ -54,11 +54,17 @@ struct Inner {
     send_timeout: Duration,
     consumer_buffer: usize,
     metrics_interval: Duration,
+    shutdown_timeout: Duration,
     // Declared last: the embedded broker outlives the clients above.
     _embedded: Option<EmbeddedBroker>,
 }
 
 impl KafkaOrm {
+    /// The typed handle of topic `T`: produce to it, consume it.
+    pub fn topic<T: Topic>(&self) -> TopicHandle<T> {
+        TopicHandle::new(self.clone())
+    }
+
     /// The bootstrap servers in use (the embedded broker's address in embedded mode).
     pub fn bootstrap_servers(&self) -> &str {
         &self.inner.bootstrap
@@ -101,6 +107,11 @@ impl KafkaOrm {
 
     pub(crate) fn send_timeout(&self) -> Duration {
         self.inner.send_timeout
+    }
+
+    /// The default of every `shutdown()`'s wait (streams, handlers, relays, pipelines).
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
+        self.inner.shutdown_timeout
     }
 
     /// How often lag and outbox backlog gauges are sampled.

@@ -61,33 +61,6 @@ pub(crate) use retry::{RETRY_TIERS, retry_topic};
 pub(crate) use running::Counters;
 pub use running::{HandlerStats, PartitionLag, RunningHandler};
 
-/// Handler defaults: the values of the per-topic attributes a topic leaves out, which
-/// `#[derive(Topic)]` refers to instead of copying them (the attribute reference quotes this
-/// table, and a test keeps them equal), then the consumer settings that are not attributes.
-pub mod defaults {
-    use std::time::Duration;
-
-    use crate::topic::RetrySpec;
-
-    /// Attempts of a failing handler, the first one included (`retry(attempts = ..)`).
-    pub const RETRY_ATTEMPTS: u32 = 3;
-    /// The first in-place backoff, doubled per attempt (`retry(backoff = ..)`).
-    pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
-    /// The cap on the backoff (`retry(max_backoff = ..)`); also the first retry tier's delay.
-    pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(30);
-    /// The policy of a topic without `retry(..)` settings: no `retry` and a bare `retry`
-    /// are the same.
-    pub const RETRY: RetrySpec = RetrySpec::new(RETRY_ATTEMPTS, RETRY_BACKOFF, RETRY_MAX_BACKOFF);
-    /// How long inbox rows are kept before they are purged (`inbox(retention = ..)`).
-    pub const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-    /// The consumer's `session.timeout.ms`: a killed handler's partitions move after this
-    /// (at once when it restarts under the same [`instance_id`](super::HandlerBuilder::instance_id)).
-    pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-    /// The consumer's `heartbeat.interval.ms`.
-    pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-}
-
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -96,6 +69,7 @@ use sea_orm::DatabaseTransaction;
 
 use crate::consumer::Delivery;
 use crate::context::TopicHandle;
+use crate::defaults;
 use crate::error::{Error, Result};
 use crate::topic::{Consumable, Topic};
 
@@ -286,21 +260,20 @@ impl<T: Consumable> TopicHandle<T> {
             topic: self.clone(),
             handler,
             config: Config {
-                concurrency: 8,
-                key_lanes: 1,
+                concurrency: defaults::HANDLER_CONCURRENCY,
+                key_lanes: defaults::HANDLER_KEY_LANES,
                 batch: None,
-                max_pending: 5000,
-                drain_timeout: Duration::from_secs(10),
-                shutdown_timeout: Duration::from_secs(30),
+                max_pending: defaults::HANDLER_MAX_PENDING,
+                drain_timeout: defaults::HANDLER_DRAIN_TIMEOUT,
+                shutdown_timeout: self.orm().shutdown_timeout(),
                 on_exhausted: OnExhausted::Stop,
-                purge_interval: Duration::from_secs(600),
+                purge_interval: defaults::INBOX_PURGE_INTERVAL,
                 attempts: retry.attempts.max(1),
                 backoff: retry.backoff,
                 max_backoff: retry.max_backoff,
-                retry_topic_delays: {
-                    let cap = retry.max_backoff;
-                    vec![cap, cap * 4, cap * 16]
-                },
+                retry_topic_delays: defaults::RETRY_TIER_FACTORS
+                    .map(|factor| retry.max_backoff * factor)
+                    .to_vec(),
                 instance_id: None,
                 lag_threshold: None,
             },
@@ -309,7 +282,8 @@ impl<T: Consumable> TopicHandle<T> {
 }
 
 impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
-    /// How many messages (or batches) are handled at once, across partitions (default 8).
+    /// How many messages (or batches) are handled at once, across partitions (default
+    /// [`defaults::HANDLER_CONCURRENCY`]).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);
         self
@@ -349,7 +323,9 @@ impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
         self
     }
 
-    /// How long shutdown waits for in-flight handlers (default 30 s).
+    /// How long [`RunningHandler::shutdown`] waits for in-flight handlers (default: the
+    /// context's [`shutdown_timeout`](crate::KafkaOrmBuilder::shutdown_timeout),
+    /// [`defaults::SHUTDOWN_TIMEOUT`]).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
         self
@@ -361,11 +337,19 @@ impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
         self
     }
 
-    /// Overrides the attribute's `retry(..)`: total attempts, first backoff, cap.
-    pub fn retry(mut self, attempts: u32, backoff: Duration, max_backoff: Duration) -> Self {
+    /// Attempts per message, the first one included: overrides the attribute's
+    /// `retry(attempts = ..)` (default [`defaults::RETRY_ATTEMPTS`]).
+    pub fn attempts(mut self, attempts: u32) -> Self {
         self.config.attempts = attempts.max(1);
-        self.config.backoff = backoff;
-        self.config.max_backoff = max_backoff.max(backoff);
+        self
+    }
+
+    /// Backoff between attempts: `base * 2^(attempt-1)` capped at `max`, with jitter;
+    /// overrides the attribute's `retry(backoff = .., max_backoff = ..)` (defaults
+    /// [`defaults::RETRY_BACKOFF`], [`defaults::RETRY_MAX_BACKOFF`]).
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.config.backoff = base;
+        self.config.max_backoff = max.max(base);
         self
     }
 

@@ -157,11 +157,11 @@ fn consumer_for(
         ("enable.auto.offset.store", "false".to_string()),
         (
             "session.timeout.ms",
-            super::defaults::SESSION_TIMEOUT.as_millis().to_string(),
+            crate::defaults::SESSION_TIMEOUT.as_millis().to_string(),
         ),
         (
             "heartbeat.interval.ms",
-            super::defaults::HEARTBEAT_INTERVAL.as_millis().to_string(),
+            crate::defaults::HEARTBEAT_INTERVAL.as_millis().to_string(),
         ),
     ];
     if let Some(id) = &config.instance_id {

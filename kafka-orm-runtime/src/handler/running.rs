@@ -20,7 +20,7 @@ pub struct HandlerStats {
     pub dead_lettered: u64,
     /// Payloads that could not be decoded.
     pub undecodable: u64,
-    /// Messages skipped after the last attempt ([`OnExhausted::Skip`]).
+    /// Messages skipped after the last attempt ([`OnExhausted::Skip`](super::OnExhausted::Skip)).
     pub skipped_failures: u64,
     /// Database errors outside the handler (begin/commit/inbox), retried.
     pub database_errors: u64,

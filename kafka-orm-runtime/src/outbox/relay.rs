@@ -1,14 +1,14 @@
 //! The outbox relay: delivers committed outbox rows to Kafka, then deletes them.
 //!
-//! Per outbox table, one task loops: wait → claim a batch ([`claim`](super::claim): lowest
+//! Per outbox table, one task loops: wait → claim a batch (`outbox/claim.rs`: lowest
 //! ids first, only from buckets this instance holds, skipping keys that have a row backing
-//! off) → deliver it ([`deliver`](super::deliver): in order, with the idempotent producer,
+//! off) → deliver it (`outbox/deliver.rs`: in order, with the idempotent producer,
 //! inside the lease's time bounds) → record (delete what the broker acknowledged, back
 //! off what failed). A row is deleted only after the broker acknowledged it, so a crash
 //! at any point means redelivery, never loss.
 //!
 //! Several instances may run on one database (PostgreSQL): each holds a fair share of the
-//! 64 key-hash buckets through leases ([`lease`](super::lease)) renewed by a task of its
+//! 64 key-hash buckets through leases (`outbox/lease.rs`) renewed by a task of its
 //! own, independently of batches. A lease carries a fencing epoch that the claim, delete
 //! and back-off statements check, and the relay produces only within time bounds that
 //! end before the lease can pass on, so **at most one instance delivers a bucket at any
@@ -22,6 +22,7 @@
 //! wakes at once; it also polls, as a fallback.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +38,7 @@ use super::table_of;
 use super::worker::Worker;
 use crate::backoff::Backoff;
 use crate::context::KafkaOrm;
+use crate::defaults;
 use crate::error::{Error, Result};
 use crate::health::RelayWatch;
 use crate::telemetry::metrics::RelayMetrics;
@@ -49,34 +51,12 @@ pub use super::status::{FailingRow, OutboxStatus};
 /// it was delivered under. Within a partition, a bucket's epochs never go backwards.
 pub const RELAY_EPOCH_HEADER: &str = "kafka-orm-relay-epoch";
 
-/// Relay defaults, in one place (quoted by the builder's docs).
-pub mod defaults {
-    use std::time::Duration;
-    /// Rows per batch.
-    pub const BATCH_SIZE: usize = 500;
-    /// Poll interval without a wake-up.
-    pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
-    /// First backoff of a failed row.
-    pub const BACKOFF: Duration = Duration::from_millis(200);
-    /// Longest backoff of a failed row.
-    pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
-    /// Longest backoff of a row that failed for a transient reason (broker unreachable,
-    /// timeouts, leader changes): delivery resumes soon after the broker is back.
-    pub const MAX_TRANSIENT_BACKOFF: Duration = Duration::from_secs(1);
-    /// Lease time-to-live: a dead instance's buckets move after this.
-    pub const LEASE_TTL: Duration = Duration::from_secs(6);
-    /// Lease renewal interval.
-    pub const LEASE_RENEW: Duration = Duration::from_secs(1);
-    /// Health: degraded when the oldest waiting row is older than this.
-    pub const HEALTH_MAX_AGE: Duration = Duration::from_secs(60);
-}
-
 /// Configures and starts an outbox relay; get one with [`KafkaOrm::outbox_relay`].
 #[derive(Debug, Clone)]
-#[must_use = "call `.spawn()` to start the relay"]
+#[must_use = "call `.spawn().await` or `.run_until(shutdown).await` to start the relay"]
 pub struct OutboxRelayBuilder {
     pub(super) orm: KafkaOrm,
-    pub(super) batch_size: usize,
+    pub(super) batch: usize,
     pub(super) poll_interval: Duration,
     pub(super) backoff: Backoff,
     pub(super) transient_backoff: Backoff,
@@ -85,6 +65,7 @@ pub struct OutboxRelayBuilder {
     pub(super) listen: bool,
     pub(super) instance_id: String,
     pub(super) health_max_age: Duration,
+    pub(super) shutdown_timeout: Duration,
 }
 
 impl KafkaOrm {
@@ -92,40 +73,45 @@ impl KafkaOrm {
     pub fn outbox_relay(&self) -> OutboxRelayBuilder {
         OutboxRelayBuilder {
             orm: self.clone(),
-            batch_size: defaults::BATCH_SIZE,
-            poll_interval: defaults::POLL_INTERVAL,
-            backoff: Backoff::new(defaults::BACKOFF, defaults::MAX_BACKOFF),
-            transient_backoff: Backoff::new(defaults::BACKOFF, defaults::MAX_TRANSIENT_BACKOFF),
+            batch: defaults::RELAY_BATCH,
+            poll_interval: defaults::RELAY_POLL_INTERVAL,
+            backoff: Backoff::new(defaults::RELAY_BACKOFF, defaults::RELAY_MAX_BACKOFF),
+            transient_backoff: Backoff::new(
+                defaults::RELAY_BACKOFF,
+                defaults::RELAY_MAX_TRANSIENT_BACKOFF,
+            ),
             single_node: None,
             timing: LeaseTiming::new(defaults::LEASE_TTL, defaults::LEASE_RENEW),
             listen: true,
             instance_id: uuid::Uuid::now_v7().to_string(),
-            health_max_age: defaults::HEALTH_MAX_AGE,
+            health_max_age: defaults::RELAY_HEALTH_MAX_AGE,
+            shutdown_timeout: self.shutdown_timeout(),
         }
     }
 }
 
 impl OutboxRelayBuilder {
-    /// Rows claimed and produced per batch (default 500).
-    pub fn batch_size(mut self, rows: usize) -> Self {
-        self.batch_size = rows.max(1);
+    /// At most `max` rows claimed and produced per batch (default [`defaults::RELAY_BATCH`]).
+    /// The relay never waits to fill a batch: it takes what is waiting, up to `max`.
+    pub fn batch(mut self, max: usize) -> Self {
+        self.batch = max.max(1);
         self
     }
 
-    /// How often the relay looks for rows without a wake-up (default 500 ms; it is the
-    /// only trigger on SQLite and when `LISTEN` is off).
+    /// How often the relay looks for rows without a wake-up (default
+    /// [`defaults::RELAY_POLL_INTERVAL`]; it is the only trigger on SQLite and when `LISTEN` is off).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
     }
 
-    /// Backoff of a failed row: `base * 2^(attempts-1)`, capped at `max` (defaults 200 ms
-    /// and 10 s), with ±20 % jitter. Only that row's key waits; other keys go on. A row
+    /// Backoff of a failed row: `base * 2^(attempts-1)`, capped at `max` (defaults
+    /// [`defaults::RELAY_BACKOFF`], [`defaults::RELAY_MAX_BACKOFF`]), with ±20 % jitter. Only that row's key waits; other keys go on. A row
     /// that failed for a transient reason (the broker unreachable or slow, a leader
     /// change) waits at most `min(max, 1 s)`, so delivery resumes soon after an outage.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff = Backoff::new(base, max);
-        let cap = max.min(defaults::MAX_TRANSIENT_BACKOFF);
+        let cap = max.min(defaults::RELAY_MAX_TRANSIENT_BACKOFF);
         self.transient_backoff = Backoff::new(base.min(cap), cap);
         self
     }
@@ -137,8 +123,8 @@ impl OutboxRelayBuilder {
         self
     }
 
-    /// Lease time-to-live and renewal interval (defaults 6 s and 1 s; the interval is at
-    /// most a third of the TTL). A dead instance's buckets move after `ttl`; one restarted
+    /// Lease time-to-live and renewal interval (defaults [`defaults::LEASE_TTL`] and
+    /// [`defaults::LEASE_RENEW`]; the interval is at most a third of the TTL). A dead instance's buckets move after `ttl`; one restarted
     /// under the same [`instance_id`](Self::instance_id) takes them back at once. The
     /// relay's producer gets `message.timeout.ms` = `ttl / 3`, and a batch waits for its
     /// acknowledgements at most `ttl / 3 - ttl / 12`: everything produced under a lease is
@@ -166,10 +152,25 @@ impl OutboxRelayBuilder {
 
     /// [`OutboxRelay::health`] is degraded while the oldest waiting row (sampled every
     /// [`metrics_interval`](crate::KafkaOrmBuilder::metrics_interval)) is older than `age`
-    /// (default 60 s).
+    /// (default [`defaults::RELAY_HEALTH_MAX_AGE`]).
     pub fn health_max_age(mut self, age: Duration) -> Self {
         self.health_max_age = age;
         self
+    }
+
+    /// How long [`OutboxRelay::shutdown`] waits for the batches in flight (default: the
+    /// context's [`shutdown_timeout`](crate::KafkaOrmBuilder::shutdown_timeout)).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Runs the relay until `shutdown` completes, then shuts it down gracefully; returns
+    /// the final counters.
+    pub async fn run_until<S: Future<Output = ()>>(self, shutdown: S) -> Result<RelayStats> {
+        let relay = self.spawn().await?;
+        shutdown.await;
+        relay.shutdown().await
     }
 
     /// Starts one task per outbox table (plus its lease keeper, and one listener on
@@ -177,7 +178,7 @@ impl OutboxRelayBuilder {
     ///
     /// Fails when the context has no database, no topic has an outbox, or a producer
     /// cannot be created.
-    pub fn spawn(self) -> Result<OutboxRelay> {
+    pub async fn spawn(self) -> Result<OutboxRelay> {
         let db = self.orm.database().cloned().ok_or(Error::NoDatabase {
             operation: "outbox_relay",
             topic: "(all outbox topics)",
@@ -225,7 +226,7 @@ impl OutboxRelayBuilder {
                 topic: self.orm.topic_name(spec),
                 producer: self.producer(None)?,
                 batch_limit: None,
-                batch_size: self.batch_size,
+                batch_size: self.batch,
                 leased,
                 me: self.instance_id.clone(),
                 timing: self.timing,
@@ -272,6 +273,7 @@ impl OutboxRelayBuilder {
             tasks,
             shared,
             watch,
+            shutdown_timeout: self.shutdown_timeout,
         })
     }
 
@@ -366,6 +368,7 @@ pub struct OutboxRelay {
     pub(crate) tasks: Vec<JoinHandle<()>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) watch: RelayWatch,
+    shutdown_timeout: Duration,
 }
 
 /// Counters of one relay instance since it started.
@@ -406,9 +409,11 @@ impl OutboxRelay {
     }
 
     /// Stops claiming, finishes the batches in flight, releases leases and waits for the
-    /// tasks, at most `timeout`; what is still running then is aborted (its rows are
-    /// delivered again later: nothing is lost).
-    pub async fn shutdown(mut self, timeout: Duration) {
+    /// tasks, at most the builder's [`shutdown_timeout`](OutboxRelayBuilder::shutdown_timeout);
+    /// what is still running then is aborted (its rows are delivered again later: nothing
+    /// is lost). Returns the final counters.
+    pub async fn shutdown(mut self) -> Result<RelayStats> {
+        let timeout = self.shutdown_timeout;
         let _ = self.stop.send(true);
         let tasks = std::mem::take(&mut self.tasks);
         let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
@@ -418,6 +423,7 @@ impl OutboxRelay {
         {
             aborts.iter().for_each(|a| a.abort());
         }
+        Ok(self.stats())
     }
 
     /// Kills the relay at once, mid-batch if need be, as a crash would (for tests and

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::batch::{Batch, PipelineConsumer, PipelineContext, Revoked, Undecodable};
-use super::{HandlerError, Outputs, StatsHandle, TransactionalBuilder};
+use super::{HandlerError, Outputs, Settings, StatsHandle};
 use crate::backoff::Backoff;
 use crate::consumer::{Delivery, decode};
 use crate::context::KafkaOrm;
@@ -53,9 +53,9 @@ pub(super) struct Config {
     pub(super) max_messages: usize,
     pub(super) max_wait: Duration,
     pub(super) operation_timeout: Duration,
-    pub(super) retry_backoff: Duration,
-    pub(super) max_retry_backoff: Duration,
-    pub(super) close_timeout: Duration,
+    pub(super) backoff: Duration,
+    pub(super) max_backoff: Duration,
+    pub(super) shutdown_timeout: Duration,
     pub(super) queue_timeout: Duration,
 }
 
@@ -71,7 +71,7 @@ pub(super) struct Worker<T> {
 }
 
 impl<T: Consumable> Worker<T> {
-    pub(super) async fn start(b: TransactionalBuilder<T>) -> Result<Self> {
+    pub(super) async fn start(b: Settings<T>) -> Result<Self> {
         let orm = b.orm.clone();
         let spec = T::SPEC;
         let topic = orm.topic_name(spec);
@@ -89,9 +89,9 @@ impl<T: Consumable> Worker<T> {
             max_messages: b.max_messages,
             max_wait: b.max_wait,
             operation_timeout: b.operation_timeout,
-            retry_backoff: b.retry_backoff,
-            max_retry_backoff: b.max_retry_backoff,
-            close_timeout: b.close_timeout,
+            backoff: b.backoff,
+            max_backoff: b.max_backoff,
+            shutdown_timeout: b.shutdown_timeout,
             queue_timeout: b.operation_timeout,
             topic,
         };
@@ -125,7 +125,7 @@ impl<T: Consumable> Worker<T> {
         S: Future<Output = ()>,
     {
         let mut attempt = 1;
-        let backoff = Backoff::new(self.config.retry_backoff, self.config.max_retry_backoff);
+        let backoff = Backoff::new(self.config.backoff, self.config.max_backoff);
         loop {
             let Some(batch) = self.collect(shutdown.as_mut()).await? else {
                 return Ok(());
@@ -273,7 +273,7 @@ impl<T: Consumable> Worker<T> {
 /// same id are fenced and what they left open is aborted, before a message is consumed.
 async fn transactional_producer<T>(
     orm: &KafkaOrm,
-    b: &TransactionalBuilder<T>,
+    b: &Settings<T>,
     config: &Config,
 ) -> Result<OffThread<FutureProducer>> {
     let mut producer_cfg = orm.client_config();
@@ -314,7 +314,7 @@ async fn transactional_producer<T>(
 /// The input consumer, `read_committed` without auto-commit, subscribed.
 fn input_consumer<T>(
     orm: &KafkaOrm,
-    b: &TransactionalBuilder<T>,
+    b: &Settings<T>,
     config: &Config,
 ) -> Result<OffThread<PipelineConsumer>> {
     // The context's consumer settings (`consumer_set`) apply, then the builder's.

@@ -24,7 +24,7 @@ fn main() {
     let inbox = spec.inbox.unwrap();
     assert_eq!(
         inbox.retention_secs,
-        kafka_orm::handler::defaults::INBOX_RETENTION.as_secs()
+        kafka_orm::defaults::INBOX_RETENTION.as_secs()
     );
     assert_eq!(spec.dlq.unwrap().topic, "http-request-logged.dlq");
     let spec = OrderCreated::SPEC;

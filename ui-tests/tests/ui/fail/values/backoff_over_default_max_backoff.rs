@@ -1,7 +1,7 @@
 use kafka_orm::Topic;
 use serde::{Deserialize, Serialize};
 
-// The default `max_backoff` is the runtime's (`kafka_orm::handler::defaults`), so the
+// The default `max_backoff` is the runtime's (`kafka_orm::defaults`), so the
 // expansion checks this one.
 #[derive(Serialize, Deserialize, Topic)]
 #[topic(retry(backoff = "1h"))]
