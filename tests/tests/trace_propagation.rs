@@ -178,7 +178,7 @@ async fn publish_relay_handler_is_one_trace() {
     txn.commit().await.unwrap();
 
     static SEEN: Mutex<Vec<(i64, TraceId)>> = Mutex::new(Vec::new());
-    let relay = orm.outbox_relay().spawn().unwrap();
+    let relay = orm.outbox_relay().spawn().await.unwrap();
     let handler = orders
         .handler(|_txn, msg| {
             Box::pin(async move {
