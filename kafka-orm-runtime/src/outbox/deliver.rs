@@ -20,7 +20,7 @@ use super::decode_headers;
 use super::lease::LeaseView;
 use super::relay::RELAY_EPOCH_HEADER;
 use super::table::Table;
-use crate::producer::{self, MESSAGE_ID_HEADER, TYPE_HEADER};
+use crate::producer::{self, Headers, MESSAGE_ID_HEADER, TYPE_HEADER};
 use crate::telemetry::trace;
 
 /// A row that failed delivery.
@@ -114,7 +114,7 @@ impl Table {
                 out.unsent += 1;
                 continue;
             }
-            let Some(mut headers) = decode_headers(&row.headers) else {
+            let Some(headers) = self.headers_of(&row, view, span) else {
                 block(&mut blocked, &row);
                 out.failed.push(Failed {
                     row,
@@ -123,13 +123,6 @@ impl Table {
                 });
                 continue;
             };
-            trace::link(span, &headers);
-            headers.insert(MESSAGE_ID_HEADER, row.message_id.as_str());
-            headers.insert(TYPE_HEADER, self.spec.type_name);
-            if self.leased {
-                let epoch = view.owned.get(&row.bucket).copied().unwrap_or_default();
-                headers.insert(RELAY_EPOCH_HEADER, format!("{}:{epoch}", row.bucket));
-            }
             let mut record = FutureRecord::to(&self.topic)
                 .payload(&row.payload)
                 .headers(headers.to_rdkafka());
@@ -178,6 +171,20 @@ impl Table {
         }
         blame_size_errors(&mut out.failed);
         out
+    }
+
+    /// The headers a row is sent with: its own (whose trace context `span` links to), the
+    /// message id, the type and, leased, the bucket's epoch; `None` when they are malformed.
+    fn headers_of(&self, row: &Row, view: &LeaseView, span: &Span) -> Option<Headers> {
+        let mut headers = decode_headers(&row.headers)?;
+        trace::link(span, &headers);
+        headers.insert(MESSAGE_ID_HEADER, row.message_id.as_str());
+        headers.insert(TYPE_HEADER, self.spec.type_name);
+        if self.leased {
+            let epoch = view.owned.get(&row.bucket).copied().unwrap_or_default();
+            headers.insert(RELAY_EPOCH_HEADER, format!("{}:{epoch}", row.bucket));
+        }
+        Some(headers)
     }
 
     /// Drops every message still queued in the relay producer (they fail at once, none is
