@@ -1,7 +1,7 @@
 //! kafka-orm's benchmark: every figure beside a raw baseline measured in the same run.
 //!
 //! ```text
-//! ./scripts/bench [--quick] [--scenario NAME]... [--messages N] [--out FILE]
+//! ./scripts/bench [--quick] [--peers] [--scenario NAME]... [--messages N] [--out FILE]
 //! ```
 //!
 //! `scripts/bench` starts real Kafka and PostgreSQL, builds this program in release mode
@@ -19,6 +19,7 @@
 //! | `end_to_end_latency` | commit → the consumer's handler (inbox) committed | raw produce → consumer's txn |
 //! | `inbox_throughput` | msg/s through `handler(..)` with the inbox, batch and per message | raw consume + batched insert / per-message txn |
 //! | `macro_cost` | debug build time and expansion lines of 50 `#[derive(Topic)]` | serde derives only |
+//! | `peers` (`--peers`) | kafka-orm's relay throughput and commit → ack latency | Watermill's forwarder, Debezium's outbox router, same run |
 
 mod breakdown;
 mod claim;
@@ -28,6 +29,7 @@ mod infra;
 mod latency;
 mod macro_cost;
 mod overhead;
+mod peers;
 mod produce;
 mod relay;
 mod report;
@@ -131,12 +133,17 @@ const SCENARIOS: &[(&str, &[&str])] = &[
         ],
     ),
     ("macro_cost", &["macro_cost", "macro_expansion"]),
+    // Only with --peers (or --scenario peers): needs the peers built by scripts/peers.
+    ("peers", &["peer_throughput", "peer_latency"]),
 ];
+
+/// Scenario groups a plain run leaves out.
+const OPT_IN: &[&str] = &["peers"];
 
 fn usage() -> ! {
     let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
     eprintln!(
-        "usage: bench [--quick] [--scenario NAME]... [--messages N] [--out FILE]\n\
+        "usage: bench [--quick] [--peers] [--scenario NAME]... [--messages N] [--out FILE]\n\
          scenarios: {}\n\
          needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (./scripts/bench sets them)",
         names.join(", ")
@@ -151,6 +158,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut quick = false;
+    let mut peers = false;
     let mut wanted: Vec<String> = Vec::new();
     let mut messages: Option<u64> = None;
     let mut out: Option<PathBuf> = None;
@@ -168,6 +176,7 @@ fn parse_args() -> Args {
         };
         match flag.as_str() {
             "--quick" => quick = true,
+            "--peers" => peers = true,
             "--scenario" => wanted.extend(value("--scenario").split(',').map(str::to_string)),
             "--messages" => {
                 let v = value("--messages");
@@ -208,7 +217,22 @@ fn parse_args() -> Args {
         selected.push(group);
     }
     if selected.is_empty() {
-        selected = SCENARIOS.iter().map(|(g, _)| *g).collect();
+        selected = SCENARIOS
+            .iter()
+            .map(|(g, _)| *g)
+            .filter(|g| !OPT_IN.contains(g))
+            .collect();
+    }
+    if peers && !selected.contains(&"peers") {
+        selected.push("peers");
+    }
+    // The peers are compared with kafka-orm's relay figures of the same run.
+    if selected.contains(&"peers") {
+        for dep in ["relay_throughput", "relay_latency"] {
+            if !selected.contains(&dep) {
+                selected.push(dep);
+            }
+        }
     }
     // The relay's baselines are measured in the same run.
     if selected.contains(&"relay_throughput") {
@@ -231,6 +255,8 @@ fn parse_args() -> Args {
 pub struct Baselines {
     pub raw_produce: Option<f64>,
     pub raw_claim: Option<f64>,
+    /// kafka-orm's relay figures, for the peers.
+    pub ours: peers::Ours,
 }
 
 #[tokio::main]
@@ -270,12 +296,18 @@ async fn main() {
         progress.step(format!("[{}/{}] {name}", i + 1, selected.len()));
         let t0 = Instant::now();
         let run = run_scenario(name, &config, infra.as_ref(), &baselines, &progress);
-        let mut rows = match tokio::time::timeout(config.time_limit(), run).await {
+        // The peers are five runs of programs of their own, each with its own limit.
+        let limit = if *name == "peers" {
+            config.time_limit() * 5
+        } else {
+            config.time_limit()
+        };
+        let mut rows = match tokio::time::timeout(limit, run).await {
             Ok(rows) => rows,
             Err(_) => vec![Outcome::failed(
                 name,
                 Params::default(),
-                format!("did not finish within {:?}", config.time_limit()),
+                format!("did not finish within {limit:?}"),
             )],
         };
         let secs = t0.elapsed().as_secs_f64();
@@ -284,6 +316,17 @@ async fn main() {
             match (r.name, r.figure()) {
                 ("raw_produce", Some(f)) => baselines.raw_produce = Some(f.value),
                 ("raw_claim", Some(f)) => baselines.raw_claim = Some(f.value),
+                ("relay_throughput", Some(f)) => {
+                    baselines.ours.relay.push((r.params.concurrency, f.value));
+                }
+                ("relay_latency", Some(f)) => {
+                    let (p50, p99) = baselines.ours.latency.unwrap_or((f64::NAN, f64::NAN));
+                    baselines.ours.latency = match r.variant.as_deref() {
+                        Some("NOTIFY p50") => Some((f.value, p99)),
+                        Some("NOTIFY p99") => Some((p50, f.value)),
+                        _ => baselines.ours.latency,
+                    };
+                }
                 _ => {}
             }
         }
@@ -352,6 +395,7 @@ async fn run_scenario(
         "relay_latency" => latency::run(config, infra, progress).await,
         "inbox_throughput" => inbox::run(config, infra, progress).await,
         "macro_cost" => return macro_cost::run(config, progress).await,
+        "peers" => peers::run(config, infra, baselines, progress).await,
         other => Err(format!("unknown scenario {other}").into()),
     };
     result.unwrap_or_else(|e| vec![Outcome::failed(name, Params::default(), e.to_string())])
