@@ -12,7 +12,7 @@
 //! `scripts/bench --peers` runs) and named by `BENCH_PEER_WATERMILL` and
 //! `BENCH_PEER_DEBEZIUM`; it gets a scenario's fresh database and topic, runs one
 //! measurement, prints one JSON line and exits. Its stderr goes to
-//! `target/bench/peers/<name>.log`.
+//! `target/bench/peers/<peer>-<what>.log`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
