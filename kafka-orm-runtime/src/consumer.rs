@@ -21,9 +21,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::handler::PartitionLag;
 use crate::offthread::{ConsumerGuard, consumer_guard};
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
+use crate::telemetry::lag::PartitionLag;
 use crate::telemetry::lag::{self, LagSampler};
 use crate::telemetry::metrics::StreamMetrics;
 use crate::telemetry::trace::{self, Messaging, Operation};

@@ -13,6 +13,7 @@ pub mod context;
 pub mod defaults;
 pub mod error;
 pub mod handler;
+pub(crate) mod headers;
 pub mod health;
 pub(crate) mod ident;
 pub mod inbox;
@@ -27,6 +28,7 @@ pub mod telemetry;
 pub mod topic;
 pub mod transactional;
 
+pub(crate) mod util;
 pub use codec::{Codec, Json};
 pub use consumer::{Delivery, TopicConsumer};
 pub use context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};

@@ -299,3 +299,11 @@ impl DlqSpec {
         DlqSpec { topic }
     }
 }
+
+/// Retry tiers per topic with `retry_topics`.
+pub(crate) const RETRY_TIERS: usize = 3;
+
+/// The name of retry tier `tier` of `topic`: `<topic>.retry-<tier>`.
+pub(crate) fn retry_topic(topic: &str, tier: u8) -> String {
+    format!("{topic}.retry-{tier}")
+}

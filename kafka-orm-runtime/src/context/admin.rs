@@ -22,9 +22,9 @@ pub(super) fn wanted_topics(
         let shape = (spec.partitions, spec.replication);
         wanted.insert(format!("{namespace}{}", spec.name), shape);
         if spec.retry_topics {
-            for tier in 1..=crate::handler::RETRY_TIERS as u8 {
+            for tier in 1..=crate::topic::RETRY_TIERS as u8 {
                 wanted.insert(
-                    crate::handler::retry_topic(&format!("{namespace}{}", spec.name), tier),
+                    crate::topic::retry_topic(&format!("{namespace}{}", spec.name), tier),
                     shape,
                 );
             }

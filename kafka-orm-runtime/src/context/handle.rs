@@ -4,15 +4,12 @@
 use std::marker::PhantomData;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use sea_orm::DatabaseTransaction;
 
 use super::KafkaOrm;
 use crate::consumer::TopicConsumer;
 use crate::error::{Error, Result};
-use crate::outbox;
 use crate::producer::{self, DeliveryReport, Headers};
-use crate::telemetry::metrics as telemetry;
-use crate::topic::{Consumable, OutboxTopic, Producible, Topic, TopicSpec};
+use crate::topic::{Consumable, Producible, Topic, TopicSpec};
 
 /// The handle of one topic `T` in a context: produce, consume.
 ///
@@ -104,50 +101,6 @@ impl<T: Topic> TopicHandle<T> {
             .collect::<Result<Vec<_>>>()?;
         let inner = &self.orm.inner;
         producer::send_all(&inner.producer, &self.name(), msgs, inner.send_timeout).await
-    }
-}
-
-impl<T: Topic> TopicHandle<T> {
-    /// Writes `value` into the topic's outbox inside `txn`: it reaches Kafka after `txn`
-    /// commits (delivered by [`KafkaOrm::outbox_relay`]) and never if it rolls back.
-    /// Returns the message id the relayed message will carry.
-    pub async fn publish(&self, txn: &DatabaseTransaction, value: &T) -> Result<String>
-    where
-        T: OutboxTopic,
-    {
-        self.publish_with_headers(txn, value, Headers::new()).await
-    }
-
-    /// [`publish`](Self::publish) with extra headers (e.g. `traceparent`), relayed as given.
-    pub async fn publish_with_headers(
-        &self,
-        txn: &DatabaseTransaction,
-        value: &T,
-        headers: Headers,
-    ) -> Result<String>
-    where
-        T: OutboxTopic,
-    {
-        let mut ids = outbox::publish(txn, &[value], headers).await?;
-        telemetry::published(&self.name(), outbox::table_of(T::SPEC), 1);
-        Ok(ids.remove(0))
-    }
-
-    /// Writes many values into the outbox inside `txn` with one insert statement; per key
-    /// they are delivered in the order given. Returns the message ids in input order.
-    pub async fn publish_all<'a, I>(
-        &self,
-        txn: &DatabaseTransaction,
-        values: I,
-    ) -> Result<Vec<String>>
-    where
-        T: OutboxTopic,
-        I: IntoIterator<Item = &'a T>,
-    {
-        let values: Vec<&T> = values.into_iter().collect();
-        let ids = outbox::publish(txn, &values, Headers::new()).await?;
-        telemetry::published(&self.name(), outbox::table_of(T::SPEC), ids.len() as u64);
-        Ok(ids)
     }
 }
 

@@ -27,10 +27,10 @@ use crate::backoff::Backoff;
 use crate::consumer::Delivery;
 use crate::error::Error;
 use crate::inbox;
-use crate::outbox::now_ms;
 use crate::producer::TRACEPARENT_HEADER;
 use crate::telemetry::trace::{self, Operation};
 use crate::topic::{Consumable, Topic};
+use crate::util::now_ms;
 
 /// Where a message sits: its partition, offset and the partition's assignment generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,7 @@
 
 mod dlq;
 mod forward;
+mod health;
 mod lane;
 mod lane_batch;
 mod lane_forward;
@@ -56,10 +57,10 @@ mod runner;
 mod running;
 mod watermark;
 
+pub use crate::telemetry::lag::PartitionLag;
 pub(crate) use dlq::{Failure, RawRecord, dead_letter};
-pub(crate) use retry::{RETRY_TIERS, retry_topic};
 pub(crate) use running::Counters;
-pub use running::{HandlerStats, PartitionLag, RunningHandler};
+pub use running::{HandlerStats, RunningHandler};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -4,13 +4,7 @@
 use super::dlq::RawRecord;
 use crate::producer::Headers;
 
-/// Retry tiers per topic with `retry_topics`.
-pub(crate) const RETRY_TIERS: usize = 3;
-
-/// The name of retry tier `tier` of `topic`.
-pub(crate) fn retry_topic(topic: &str, tier: u8) -> String {
-    format!("{topic}.retry-{tier}")
-}
+pub(crate) use crate::topic::{RETRY_TIERS, retry_topic};
 
 const RETRY_HEADER_PREFIX: &str = "kafka-orm-retry-";
 /// Header: the attempt number the retried message is on.

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::dlq::RawRecord;
 use super::forward::Forwarder;
+use super::health::HandlerWatch;
 use super::lane::{self, Lane, Place, Work};
 use super::partitions::{RunnerContext, Shared, Tp};
 use super::poll::{self, Client, ClientGuard, Polled};
@@ -28,13 +29,12 @@ use crate::backoff::Backoff;
 use crate::consumer;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
-use crate::health::HandlerWatch;
 use crate::inbox;
-use crate::outbox::stable_hash;
 use crate::producer::Headers;
 use crate::telemetry::lag::{self, LagFn, LagSampler};
 use crate::telemetry::metrics::HandlerMetrics;
 use crate::topic::Consumable;
+use crate::util::stable_hash;
 
 pub(crate) async fn start<T: Consumable, H: Handler<T>>(
     orm: KafkaOrm,
@@ -46,10 +46,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
     let topic = orm.topic_name(T::SPEC);
     let counters = Arc::new(Counters::default());
     let aborted = Arc::new(AtomicBool::new(false));
-    let mut topics = vec![topic.clone()];
-    if T::SPEC.retry_topics {
-        topics.extend((1..=RETRY_TIERS as u8).map(|n| retry::retry_topic(&topic, n)));
-    }
+    let topics = topics_of::<T>(&topic);
     let shared = Arc::new(Shared::new(
         topics.clone(),
         Arc::clone(&counters),
@@ -64,27 +61,10 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
     let client = Arc::new(crate::offthread::consumer_guard(consumer_for(
         &orm, &group, &config, &shared, &topics,
     )?));
-    let forwarder = if T::SPEC.dlq.is_some() || T::SPEC.retry_topics {
-        let id = format!("{group}.{topic}.forward.{instance}");
-        let f = Forwarder::start(orm.producer_config(), id, orm.send_timeout()).await?;
-        Some(Arc::new(f))
-    } else {
-        None
-    };
+    let forwarder =
+        forwarder_for::<T>(&orm, &format!("{group}.{topic}.forward.{instance}")).await?;
     let lag = lag_reader(Arc::clone(&client));
-    let watch = Arc::new(HandlerWatch {
-        orm: orm.clone(),
-        db: db.clone(),
-        topic: topic.clone(),
-        failure: Default::default(),
-        last_lag: LagSampler::spawn(
-            Arc::downgrade(&client),
-            group.clone(),
-            orm.metrics_interval(),
-        ),
-        lag_threshold: config.lag_threshold,
-        committed_lag: committed_lag_reader(Arc::clone(&client)),
-    });
+    let watch = health_watch(&orm, &db, &topic, &group, &client, &config);
     let task_watch = Arc::clone(&watch);
     let lane_tasks = Arc::clone(&shared.lane_tasks);
     let (stop, stopping) = watch::channel(false);
@@ -104,15 +84,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         backoff: Backoff::new(config.backoff, config.max_backoff),
         _type: std::marker::PhantomData,
     });
-    let (poll_tx, poll_rx) = mpsc::channel(poll::POLL_BUFFER);
-    let poll_stop = Arc::new(AtomicBool::new(false));
-    let poller = poll::spawn(
-        Arc::clone(&lane.client),
-        Arc::clone(&lane.shared),
-        poll_tx,
-        Arc::clone(&poll_stop),
-    )
-    .map_err(|e| Error::Config(format!("cannot start the handler's poll thread: {e}")))?;
+    let (poll_rx, poll_stop, poller) = start_poller(&lane)?;
     let notify = Arc::clone(&stopped);
     let task = tokio::spawn(async move {
         let result = dispatch(Arc::clone(&lane), stopping, fatal_rx, poll_rx).await;
@@ -138,6 +110,72 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
         task,
         watch,
     })
+}
+
+/// What the handler's health check reads: its connections, failure and lag.
+fn health_watch(
+    orm: &KafkaOrm,
+    db: &DatabaseConnection,
+    topic: &str,
+    group: &str,
+    client: &Arc<ClientGuard>,
+    config: &Config,
+) -> Arc<HandlerWatch> {
+    Arc::new(HandlerWatch {
+        orm: orm.clone(),
+        db: db.clone(),
+        topic: topic.to_string(),
+        failure: Default::default(),
+        last_lag: LagSampler::spawn(
+            Arc::downgrade(client),
+            group.to_string(),
+            orm.metrics_interval(),
+        ),
+        lag_threshold: config.lag_threshold,
+        committed_lag: committed_lag_reader(Arc::clone(client)),
+    })
+}
+
+/// A started poll thread: what it polled, the flag that stops it, and the thread.
+type Poller = (
+    mpsc::Receiver<poll::Polled>,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+);
+
+/// The poll thread of `lane`'s consumer: what it polled, the flag that stops it, and its
+/// thread.
+fn start_poller<T: Consumable, H: Handler<T>>(lane: &Lane<T, H>) -> Result<Poller> {
+    let (poll_tx, poll_rx) = mpsc::channel(poll::POLL_BUFFER);
+    let poll_stop = Arc::new(AtomicBool::new(false));
+    let poller = poll::spawn(
+        Arc::clone(&lane.client),
+        Arc::clone(&lane.shared),
+        poll_tx,
+        Arc::clone(&poll_stop),
+    )
+    .map_err(|e| Error::Config(format!("cannot start the handler's poll thread: {e}")))?;
+    Ok((poll_rx, poll_stop, poller))
+}
+
+/// The handler's topic, then its retry tiers (with `retry_topics`).
+fn topics_of<T: Consumable>(topic: &str) -> Vec<String> {
+    let mut topics = vec![topic.to_string()];
+    if T::SPEC.retry_topics {
+        topics.extend((1..=RETRY_TIERS as u8).map(|n| retry::retry_topic(topic, n)));
+    }
+    topics
+}
+
+/// The transactional producer that forwards to retry tiers and the dead-letter topic, if
+/// the topic has either.
+async fn forwarder_for<T: Consumable>(orm: &KafkaOrm, id: &str) -> Result<Option<Arc<Forwarder>>> {
+    if T::SPEC.dlq.is_none() && !T::SPEC.retry_topics {
+        return Ok(None);
+    }
+    let forwarder =
+        Forwarder::start(orm.producer_config(), id.to_string(), orm.send_timeout()).await?;
+    Ok(Some(Arc::new(forwarder)))
 }
 
 /// The handler's consumer, subscribed: stored offsets committed every second, and,

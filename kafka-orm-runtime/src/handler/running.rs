@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::telemetry::lag::PartitionLag;
 
 /// Counters of a handler since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,21 +123,6 @@ impl Counters {
     }
 }
 
-/// Consumer lag of one partition (see [`RunningHandler::lag`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionLag {
-    /// The topic (the handler's topic or one of its retry tiers).
-    pub topic: String,
-    /// The partition.
-    pub partition: i32,
-    /// Messages before the end of the partition, counted from the group's committed
-    /// offset ([`RunningHandler::committed_lag`], [`TopicConsumer::committed_lag`]) or the
-    /// consumer's position ([`RunningHandler::lag`]).
-    ///
-    /// [`TopicConsumer::committed_lag`]: crate::consumer::TopicConsumer::committed_lag
-    pub lag: i64,
-}
-
 /// A handler running in the background.
 pub struct RunningHandler {
     pub(super) counters: Arc<Counters>,
@@ -147,7 +133,7 @@ pub struct RunningHandler {
     pub(super) stopped: Arc<tokio::sync::Notify>,
     pub(super) task: tokio::task::JoinHandle<Result<()>>,
     /// What its health check reads.
-    pub(crate) watch: Arc<crate::health::HandlerWatch>,
+    pub(crate) watch: Arc<super::health::HandlerWatch>,
 }
 
 impl RunningHandler {

@@ -20,12 +20,7 @@
 //! [`Health::is_live`] as the liveness probe (`/healthz`) and [`Health::is_ready`] as the
 //! readiness probe (`/readyz`); `examples/src/observability.rs` does.
 
-mod handler;
-mod probe;
-mod relay;
-
-pub(crate) use handler::HandlerWatch;
-pub(crate) use relay::RelayWatch;
+pub(crate) mod probe;
 
 use std::fmt;
 use std::time::Duration;

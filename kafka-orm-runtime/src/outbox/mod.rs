@@ -50,9 +50,11 @@
 pub(crate) mod backlog;
 mod claim;
 mod deliver;
+mod health;
 mod lease;
 mod listen;
 mod name_lock;
+mod publish;
 pub mod relay;
 mod status;
 mod table;
@@ -67,6 +69,7 @@ use crate::key::ColumnKind;
 use crate::producer::{self, Headers};
 use crate::telemetry::trace::{self, Messaging, Operation};
 use crate::topic::{OutboxTopic, Topic, TopicSpec};
+pub(crate) use crate::util::{now_ms, stable_hash};
 
 /// Number of key-hash buckets; relay instances own buckets, never single rows.
 pub const BUCKETS: i32 = 64;
@@ -77,21 +80,6 @@ pub const NOTIFY_CHANNEL: &str = "kafka_orm_outbox";
 /// The outbox table of `spec`, or a typed error when the topic has no outbox.
 pub(crate) fn table_of(spec: &'static TopicSpec) -> &'static str {
     spec.outbox.map(|o| o.table).unwrap_or(spec.name)
-}
-
-/// 64-bit FNV-1a: stable across processes, versions and platforms (unlike `std`'s
-/// hasher), so every relay and publisher agrees on buckets and lock ids.
-pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in *part {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// The bucket of a row: its key's hash, or its message id's for key-less rows (which
@@ -130,14 +118,6 @@ pub(crate) fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
         }
     }
     out
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Encodes headers as `[u16 name len][name][u32 value len][value]`*.

@@ -28,10 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
-use sea_orm::DatabaseBackend;
+use sea_orm::{DatabaseBackend, DatabaseConnection};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::health::RelayWatch;
 use super::lease::LeaseTiming;
 use super::table::Table;
 use super::table_of;
@@ -40,7 +41,6 @@ use crate::backoff::Backoff;
 use crate::context::KafkaOrm;
 use crate::defaults;
 use crate::error::{Error, Result};
-use crate::health::RelayWatch;
 use crate::telemetry::metrics::RelayMetrics;
 use crate::topic::TopicSpec;
 
@@ -179,22 +179,7 @@ impl OutboxRelayBuilder {
     /// Fails when the context has no database, no topic has an outbox, or a producer
     /// cannot be created.
     pub async fn spawn(self) -> Result<OutboxRelay> {
-        let db = self.orm.database().cloned().ok_or(Error::NoDatabase {
-            operation: "outbox_relay",
-            topic: "(all outbox topics)",
-        })?;
-        let specs: Vec<&'static TopicSpec> = self
-            .orm
-            .topics()
-            .iter()
-            .copied()
-            .filter(|s| s.outbox.is_some())
-            .collect();
-        if specs.is_empty() {
-            return Err(Error::Config(
-                "no registered topic has `outbox`: nothing to relay".into(),
-            ));
-        }
+        let (db, specs) = self.outbox_tables()?;
         let backend = db.get_database_backend();
         let leased = backend == DatabaseBackend::Postgres && self.single_node != Some(true);
         let (stop, stopped) = watch::channel(false);
@@ -210,36 +195,19 @@ impl OutboxRelayBuilder {
                 self.timing.renew_every,
             )));
         }
+        let start = Start {
+            db: db.clone(),
+            leased,
+            stopped: stopped.clone(),
+            shared: Arc::clone(&shared),
+            name_locked,
+        };
         let mut wakers = HashMap::new();
         let mut sampled = Vec::new();
         for spec in specs {
-            let wake = Arc::new(Notify::new());
-            wakers.insert(table_of(spec).to_string(), Arc::clone(&wake));
-            let metrics = RelayMetrics::new(table_of(spec), &self.orm.topic_name(spec));
-            sampled.push((table_of(spec), metrics.clone()));
-            let table = Table {
-                config: self.clone(),
-                db: db.clone(),
-                backend,
-                spec,
-                table: table_of(spec),
-                topic: self.orm.topic_name(spec),
-                producer: self.producer(None)?,
-                batch_limit: None,
-                batch_size: self.batch,
-                leased,
-                me: self.instance_id.clone(),
-                timing: self.timing,
-                metrics,
-            };
-            let worker = Worker {
-                table,
-                config: self.clone(),
-                wake,
-                stopped: stopped.clone(),
-                shared: Arc::clone(&shared),
-                name_locked: name_locked.clone(),
-            };
+            let worker = self.worker(spec, &start)?;
+            wakers.insert(worker.table.table.to_string(), Arc::clone(&worker.wake));
+            sampled.push((worker.table.table, worker.table.metrics.clone()));
             tasks.push(tokio::spawn(worker.run()));
         }
         let watch = RelayWatch {
@@ -260,13 +228,9 @@ impl OutboxRelayBuilder {
             Arc::clone(&shared),
         )));
         if watch.listens {
-            tasks.push(tokio::spawn(super::listen::listen(
-                db,
-                wakers,
-                self.poll_interval,
-                stopped,
-                Arc::clone(&shared),
-            )));
+            let listen =
+                super::listen::listen(db, wakers, self.poll_interval, stopped, Arc::clone(&shared));
+            tasks.push(tokio::spawn(listen));
         }
         Ok(OutboxRelay {
             stop,
@@ -274,6 +238,55 @@ impl OutboxRelayBuilder {
             shared,
             watch,
             shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+
+    /// The database and the registered topics with an outbox, or why there is nothing to
+    /// relay.
+    fn outbox_tables(&self) -> Result<(DatabaseConnection, Vec<&'static TopicSpec>)> {
+        let db = self.orm.database().cloned().ok_or(Error::NoDatabase {
+            operation: "outbox_relay",
+            topic: "(all outbox topics)",
+        })?;
+        let specs: Vec<&'static TopicSpec> = self
+            .orm
+            .topics()
+            .iter()
+            .copied()
+            .filter(|s| s.outbox.is_some())
+            .collect();
+        if specs.is_empty() {
+            return Err(Error::Config(
+                "no registered topic has `outbox`: nothing to relay".into(),
+            ));
+        }
+        Ok((db, specs))
+    }
+
+    /// The worker of `spec`'s outbox table, with a producer of its own.
+    fn worker(&self, spec: &'static TopicSpec, start: &Start) -> Result<Worker> {
+        let table = Table {
+            config: self.clone(),
+            db: start.db.clone(),
+            backend: start.db.get_database_backend(),
+            spec,
+            table: table_of(spec),
+            topic: self.orm.topic_name(spec),
+            producer: self.producer(None)?,
+            batch_limit: None,
+            batch_size: self.batch,
+            leased: start.leased,
+            me: self.instance_id.clone(),
+            timing: self.timing,
+            metrics: RelayMetrics::new(table_of(spec), &self.orm.topic_name(spec)),
+        };
+        Ok(Worker {
+            table,
+            config: self.clone(),
+            wake: Arc::new(Notify::new()),
+            stopped: start.stopped.clone(),
+            shared: Arc::clone(&start.shared),
+            name_locked: start.name_locked.clone(),
         })
     }
 
@@ -359,6 +372,15 @@ impl Shared {
     pub(crate) fn lease_error(&self, table: &str) -> Option<String> {
         self.lease_errors.lock().ok()?.get(table).cloned()
     }
+}
+
+/// What every table's worker of one relay shares.
+struct Start {
+    db: DatabaseConnection,
+    leased: bool,
+    stopped: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    name_locked: watch::Receiver<bool>,
 }
 
 /// A running relay. [`OutboxRelay::shutdown`] stops it after the batches in flight are

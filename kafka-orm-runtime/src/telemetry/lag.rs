@@ -9,11 +9,25 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// Consumer lag of one partition (see [`RunningHandler::lag`](crate::handler::RunningHandler::lag)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The topic (the handler's topic or one of its retry tiers).
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Messages before the end of the partition, counted from the group's committed
+    /// offset ([`RunningHandler::committed_lag`](crate::handler::RunningHandler::committed_lag), [`TopicConsumer::committed_lag`]) or the
+    /// consumer's position ([`RunningHandler::lag`](crate::handler::RunningHandler::lag)).
+    ///
+    /// [`TopicConsumer::committed_lag`]: crate::consumer::TopicConsumer::committed_lag
+    pub lag: i64,
+}
+
 use rdkafka::consumer::{Consumer, ConsumerContext};
 
 use super::metrics;
 use crate::error::{Error, Result};
-use crate::handler::PartitionLag;
 use crate::offthread::OffThread;
 
 /// Reads a consumer's lag now (blocking; call it off the async runtime).

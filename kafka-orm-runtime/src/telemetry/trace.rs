@@ -28,8 +28,8 @@
 
 use tracing::Span;
 
-use crate::producer::Headers;
-pub use crate::producer::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
+use crate::headers::Headers;
+pub use crate::headers::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
 #[cfg(feature = "opentelemetry")]
 pub use otel::{extract, inject};
@@ -138,7 +138,7 @@ mod otel {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
     use super::{Messaging, Operation, TRACEPARENT_HEADER, TRACESTATE_HEADER};
-    use crate::producer::Headers;
+    use crate::headers::Headers;
     use crate::telemetry::w3c;
 
     pub(super) const PARTITION: &str = "messaging.destination.partition.id";

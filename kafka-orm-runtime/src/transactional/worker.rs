@@ -22,9 +22,9 @@ use crate::consumer::{Delivery, decode};
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
 use crate::offthread::OffThread;
-use crate::outbox::now_ms;
 use crate::producer::{self, Headers};
 use crate::topic::Consumable;
+use crate::util::now_ms;
 
 /// Why the loop stopped early.
 pub(super) enum Stop {

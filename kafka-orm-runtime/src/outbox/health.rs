@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 
-use super::{Health, Reason, probe};
+use super::backlog::BacklogBoard;
+use super::relay::OutboxRelay;
 use crate::context::KafkaOrm;
-use crate::outbox::backlog::BacklogBoard;
-use crate::outbox::relay::OutboxRelay;
+use crate::health::{Health, Reason, probe};
 
 /// What a relay's health check needs besides the relay's own state.
 pub(crate) struct RelayWatch {
@@ -30,7 +30,7 @@ impl OutboxRelay {
     /// Ready when the broker and the database answer, every task runs, every outbox table
     /// has buckets (leased mode) whose leases renew, and the oldest waiting row is younger
     /// than [`health_max_age`](crate::OutboxRelayBuilder::health_max_age). Takes at most
-    /// [`PROBE_TIMEOUT`](super::PROBE_TIMEOUT).
+    /// [`PROBE_TIMEOUT`](crate::health::PROBE_TIMEOUT).
     pub async fn health(&self) -> Health {
         let watch = &self.watch;
         let mut reasons = probe::connections(&watch.orm, Some(&watch.db)).await;

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use sea_orm::DatabaseConnection;
 
-use super::{Health, Reason, probe};
+use super::RunningHandler;
 use crate::context::KafkaOrm;
 use crate::error::Error;
-use crate::handler::RunningHandler;
+use crate::health::{Health, Reason, probe};
 use crate::telemetry::lag::{LagFn, LastLag};
 
 /// What a handler's health check reads, filled by the running handler.
@@ -38,7 +38,7 @@ impl RunningHandler {
     /// Ready when the broker and the database answer and the handler runs; down once it
     /// stopped (with the error, if one stopped it); degraded while a partition's sampled
     /// committed-offset lag is above [`lag_threshold`](crate::handler::HandlerBuilder::lag_threshold).
-    /// Takes at most [`PROBE_TIMEOUT`](super::PROBE_TIMEOUT).
+    /// Takes at most [`PROBE_TIMEOUT`](crate::health::PROBE_TIMEOUT).
     pub async fn health(&self) -> Health {
         let watch = &self.watch;
         let mut reasons = probe::connections(&watch.orm, Some(&watch.db)).await;
