@@ -42,6 +42,25 @@ fn order(id: i64, fail: bool) -> Order {
     }
 }
 
+/// The transactional pipeline's input: every second one fails once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
+#[topic(
+    name = "metrics.payments",
+    key = "id",
+    partitions = 2,
+    group = "metrics-pipeline"
+)]
+struct Payment {
+    id: i64,
+}
+
+/// The pipeline's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
+#[topic(name = "metrics.receipts", key = "id", partitions = 2)]
+struct Receipt {
+    id: i64,
+}
+
 /// Handlers wait while this is shut.
 static GATE: Gate = Gate::open();
 
@@ -325,7 +344,13 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
     let relay_stats = relay.stats();
     relay.shutdown().await.unwrap();
     let stats = handler.shutdown().await.unwrap();
-    assert_every_metric_is_there(&scrape, &topic, &[]);
+    // The pipeline's metrics have a test of their own.
+    let pipeline = [
+        name::PIPELINE_TRANSACTIONS,
+        name::PIPELINE_TRANSACTION_DURATION,
+        name::PIPELINE_OUTPUTS,
+    ];
+    assert_every_metric_is_there(&scrape, &topic, &pipeline);
 
     // Producing and publishing.
     let sent = [
@@ -496,4 +521,70 @@ async fn relay_failures_and_backlog_show_while_the_broker_is_down() {
         scrape.value(name::RELAY_FAILED, &on_topic)
     );
     relay.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_pipeline_records_transactions_and_outputs() {
+    recorder();
+    let Some(builder) = real_kafka("metrics-pipeline") else {
+        return;
+    };
+    let orm = builder
+        .metrics_interval(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let topic = orm.topic_name(Payment::SPEC);
+    let payments: Vec<Payment> = (0..20).map(|id| Payment { id }).collect();
+    orm.topic::<Payment>().produce_all(&payments).await.unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut failed_once = false;
+    let pipeline = orm
+        .topic::<Payment>()
+        .transactional(
+            async move |batch: &[kafka_orm::Delivery<Payment>], out: &mut kafka_orm::Outputs| {
+                if !failed_once {
+                    failed_once = true;
+                    return Err("the first transaction fails".into());
+                }
+                for p in batch {
+                    out.send(&Receipt { id: p.id })?;
+                }
+                Ok(())
+            },
+        )
+        .transactional_id("metrics-pipeline-0")
+        .batch(5, Duration::from_millis(50))
+        .backoff(Duration::from_millis(10), Duration::from_millis(50));
+    let stats = pipeline.stats();
+    let task = tokio::spawn(pipeline.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let on_topic = [(LABEL_TOPIC, topic.as_str())];
+    let outcome = kafka_orm::telemetry::metrics::label::OUTCOME;
+    let scrape = until(60, "every payment committed", |s| {
+        s.sum(name::PIPELINE_OUTPUTS, "", &on_topic) == Some(20.0)
+    })
+    .await;
+    stop.send(()).unwrap();
+    let final_stats = within(60, "stopping", task).await.unwrap().unwrap();
+
+    let committed = [(LABEL_TOPIC, topic.as_str()), (outcome, "committed")];
+    let aborted = [(LABEL_TOPIC, topic.as_str()), (outcome, "aborted")];
+    assert_eq!(
+        scrape.value(name::PIPELINE_TRANSACTIONS, &committed),
+        final_stats.committed as f64
+    );
+    assert_eq!(scrape.value(name::PIPELINE_TRANSACTIONS, &aborted), 1.0);
+    assert_eq!(
+        scrape.sum(name::PIPELINE_TRANSACTION_DURATION, "_count", &committed),
+        Some(final_stats.committed as f64)
+    );
+    assert_eq!(
+        scrape.sum(name::PIPELINE_TRANSACTION_DURATION, "_count", &aborted),
+        Some(1.0)
+    );
+    assert_eq!(scrape.value(name::CONSUMED_MESSAGES, &on_topic), 20.0);
+    assert_eq!(stats.snapshot().aborted, 1);
 }

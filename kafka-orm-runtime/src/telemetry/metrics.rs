@@ -7,12 +7,12 @@
 //! registered when a relay, handler or stream starts, so install the recorder before
 //! starting them (first thing in `main`).
 
-use std::time::Duration;
-
-use metrics::{Counter, Gauge, Histogram, Label, Unit};
+use metrics::Unit;
 
 use MetricKind::{Counter as C, Gauge as G, Histogram as H};
-use label::{DESTINATION, ERROR_TYPE, GROUP, OPERATION, PARTITION, REBALANCE, SYSTEM, TABLE};
+use label::{
+    DESTINATION, ERROR_TYPE, GROUP, OPERATION, OUTCOME, PARTITION, REBALANCE, SYSTEM, TABLE,
+};
 
 /// Label keys: OpenTelemetry messaging attributes where they exist, `kafka_orm.*` for ours.
 pub mod label {
@@ -32,6 +32,8 @@ pub mod label {
     pub const TABLE: &str = "kafka_orm.outbox.table";
     /// `assign` or `revoke`.
     pub const REBALANCE: &str = "kafka_orm.rebalance";
+    /// How a Kafka transaction ended: `committed` or `aborted`.
+    pub const OUTCOME: &str = "kafka_orm.transaction.outcome";
 }
 
 /// The value of [`label::SYSTEM`].
@@ -79,6 +81,13 @@ pub mod name {
     pub const CONSUMER_UNDECODABLE: &str = "kafka_orm.consumer.undecodable";
     /// Gauge: high watermark minus the group's committed offset, per partition.
     pub const CONSUMER_LAG: &str = "kafka_orm.consumer.lag";
+    /// Counter: Kafka transactions of a transactional pipeline, by outcome.
+    pub const PIPELINE_TRANSACTIONS: &str = "kafka_orm.pipeline.transactions";
+    /// Histogram: one pipeline transaction (handler, outputs, offsets, commit or abort), in
+    /// seconds.
+    pub const PIPELINE_TRANSACTION_DURATION: &str = "kafka_orm.pipeline.transaction.duration";
+    /// Counter: outputs a pipeline committed.
+    pub const PIPELINE_OUTPUTS: &str = "kafka_orm.pipeline.outputs";
 }
 
 /// The kind of a metric.
@@ -279,6 +288,27 @@ pub const METRICS: &[MetricSpec] = &[
         &[SYSTEM, DESTINATION, GROUP, PARTITION],
         "High watermark minus the group's committed offset, per assigned partition, sampled",
     ),
+    spec(
+        name::PIPELINE_TRANSACTIONS,
+        C,
+        "{transaction}",
+        &[SYSTEM, DESTINATION, GROUP, OUTCOME],
+        "Kafka transactions of a transactional pipeline: committed, or aborted (and retried)",
+    ),
+    spec(
+        name::PIPELINE_TRANSACTION_DURATION,
+        H,
+        "s",
+        &[SYSTEM, DESTINATION, GROUP, OUTCOME],
+        "One pipeline transaction: handler, outputs, offsets, then commit or abort",
+    ),
+    spec(
+        name::PIPELINE_OUTPUTS,
+        C,
+        "{message}",
+        CONSUMER,
+        "Outputs a pipeline committed (with the input offsets, in one transaction)",
+    ),
 ];
 
 /// Describes every metric to the installed recorder (help text and unit). Cheap; called
@@ -298,197 +328,6 @@ pub fn describe() {
     }
 }
 
-fn labels(pairs: &[(&'static str, &str)]) -> Vec<Label> {
-    pairs
-        .iter()
-        .map(|(k, v)| Label::new(*k, v.to_string()))
-        .collect()
-}
-
-fn counter(name: &'static str, pairs: &[(&'static str, &str)]) -> Counter {
-    metrics::counter!(name, labels(pairs))
-}
-
-fn gauge(name: &'static str, pairs: &[(&'static str, &str)]) -> Gauge {
-    metrics::gauge!(name, labels(pairs))
-}
-
-fn histogram(name: &'static str, pairs: &[(&'static str, &str)]) -> Histogram {
-    metrics::histogram!(name, labels(pairs))
-}
-
-/// One message sent by direct produce; `error` names the failure class, if it failed.
-pub(crate) fn sent(topic: &str, error: Option<&str>) {
-    let mut pairs = vec![(SYSTEM, KAFKA), (DESTINATION, topic), (OPERATION, "send")];
-    if let Some(e) = error {
-        pairs.push((ERROR_TYPE, e));
-    }
-    counter(name::SENT_MESSAGES, &pairs).increment(1);
-}
-
-/// `rows` rows written into `table`, the outbox of `topic`.
-pub(crate) fn published(topic: &str, table: &str, rows: u64) {
-    counter(
-        name::OUTBOX_PUBLISHED,
-        &[(SYSTEM, KAFKA), (DESTINATION, topic), (TABLE, table)],
-    )
-    .increment(rows);
-}
-
-/// The relay's handles for one outbox table.
-#[derive(Clone)]
-pub(crate) struct RelayMetrics {
-    batch_size: Histogram,
-    batch_duration: Histogram,
-    delivered: Counter,
-    failed_transient: Counter,
-    failed_permanent: Counter,
-    fenced: Counter,
-    backlog: Gauge,
-    oldest_age: Gauge,
-    buckets: Gauge,
-}
-
-impl RelayMetrics {
-    /// Registers the handles of `table`, the outbox of `topic`.
-    pub fn new(table: &str, topic: &str) -> Self {
-        describe();
-        let outbox = [(SYSTEM, KAFKA), (DESTINATION, topic), (TABLE, table)];
-        let failed = |kind| {
-            let mut pairs = outbox.to_vec();
-            pairs.push((ERROR_TYPE, kind));
-            counter(name::RELAY_FAILED, &pairs)
-        };
-        RelayMetrics {
-            batch_size: histogram(name::RELAY_BATCH_SIZE, &outbox),
-            batch_duration: histogram(name::RELAY_BATCH_DURATION, &outbox),
-            delivered: counter(name::RELAY_DELIVERED, &outbox),
-            failed_transient: failed("transient"),
-            failed_permanent: failed("permanent"),
-            fenced: counter(name::RELAY_FENCED, &outbox),
-            backlog: gauge(name::OUTBOX_BACKLOG, &outbox),
-            oldest_age: gauge(name::OUTBOX_OLDEST_AGE, &outbox),
-            buckets: gauge(name::RELAY_BUCKETS, &outbox),
-        }
-    }
-
-    /// One batch of `rows` rows that took `elapsed`.
-    pub fn batch(&self, rows: usize, elapsed: Duration) {
-        self.batch_size.record(rows as f64);
-        self.batch_duration.record(elapsed.as_secs_f64());
-    }
-
-    /// Rows delivered and deleted, and delivered rows fenced off.
-    pub fn delivered(&self, deleted: u64, fenced: u64) {
-        self.delivered.increment(deleted);
-        self.fenced.increment(fenced);
-    }
-
-    /// One failed delivery attempt.
-    pub fn failed(&self, transient: bool) {
-        if transient {
-            self.failed_transient.increment(1);
-        } else {
-            self.failed_permanent.increment(1);
-        }
-    }
-
-    /// The buckets this relay instance owns, sampled.
-    pub fn buckets(&self, owned: usize) {
-        self.buckets.set(owned as f64);
-    }
-
-    /// A backlog sample.
-    pub fn backlog(&self, rows: u64, oldest_age: Option<Duration>) {
-        self.backlog.set(rows as f64);
-        self.oldest_age
-            .set(oldest_age.unwrap_or_default().as_secs_f64());
-    }
-}
-
-/// A handler's handles.
-pub(crate) struct HandlerMetrics {
-    pub consumed: Counter,
-    process: Histogram,
-    process_failed: Histogram,
-    pub handled: Counter,
-    pub duplicates: Counter,
-    pub retries: Counter,
-    pub dead_lettered: Counter,
-    pub undecodable: Counter,
-    pub pauses: Counter,
-    pub assigned: Counter,
-    pub revoked: Counter,
-}
-
-impl HandlerMetrics {
-    /// Registers the handles of a handler of `topic` in `group`.
-    pub fn new(topic: &str, group: &str) -> Self {
-        describe();
-        let consumer = [(SYSTEM, KAFKA), (DESTINATION, topic), (GROUP, group)];
-        let with = |key, value| {
-            let mut pairs = consumer.to_vec();
-            pairs.push((key, value));
-            pairs
-        };
-        let process = with(OPERATION, "process");
-        let mut process_failed = process.clone();
-        process_failed.push((ERROR_TYPE, "handler_error"));
-        HandlerMetrics {
-            consumed: counter(name::CONSUMED_MESSAGES, &with(OPERATION, "poll")),
-            process: histogram(name::PROCESS_DURATION, &process),
-            process_failed: histogram(name::PROCESS_DURATION, &process_failed),
-            handled: counter(name::HANDLER_HANDLED, &consumer),
-            duplicates: counter(name::HANDLER_DUPLICATES, &consumer),
-            retries: counter(name::HANDLER_RETRIES, &consumer),
-            dead_lettered: counter(name::HANDLER_DEAD_LETTERED, &consumer),
-            undecodable: counter(name::CONSUMER_UNDECODABLE, &consumer),
-            pauses: counter(name::HANDLER_PAUSES, &consumer),
-            assigned: counter(name::HANDLER_REBALANCES, &with(REBALANCE, "assign")),
-            revoked: counter(name::HANDLER_REBALANCES, &with(REBALANCE, "revoke")),
-        }
-    }
-
-    /// One handler transaction that took `elapsed`; `ok` when it committed.
-    pub fn processed(&self, elapsed: Duration, ok: bool) {
-        let h = if ok {
-            &self.process
-        } else {
-            &self.process_failed
-        };
-        h.record(elapsed.as_secs_f64());
-    }
-}
-
-/// A `consume()` stream's handles.
-pub(crate) struct StreamMetrics {
-    pub consumed: Counter,
-    pub undecodable: Counter,
-}
-
-impl StreamMetrics {
-    /// Registers the handles of a stream of `topic` in `group`.
-    pub fn new(topic: &str, group: &str) -> Self {
-        describe();
-        let consumer = [(SYSTEM, KAFKA), (DESTINATION, topic), (GROUP, group)];
-        let mut poll = consumer.to_vec();
-        poll.push((OPERATION, "poll"));
-        StreamMetrics {
-            consumed: counter(name::CONSUMED_MESSAGES, &poll),
-            undecodable: counter(name::CONSUMER_UNDECODABLE, &consumer),
-        }
-    }
-}
-
-/// The lag gauge of one partition.
-pub(crate) fn lag_gauge(topic: &str, group: &str, partition: i32) -> Gauge {
-    gauge(
-        name::CONSUMER_LAG,
-        &[
-            (SYSTEM, KAFKA),
-            (DESTINATION, topic),
-            (GROUP, group),
-            (PARTITION, &partition.to_string()),
-        ],
-    )
-}
+pub(crate) use super::record::{
+    HandlerMetrics, PipelineMetrics, RelayMetrics, StreamMetrics, lag_gauge, published, sent,
+};

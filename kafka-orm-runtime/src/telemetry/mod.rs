@@ -6,6 +6,7 @@
 
 pub(crate) mod lag;
 pub mod metrics;
+mod record;
 pub mod trace;
 #[cfg(feature = "opentelemetry")]
 mod w3c;

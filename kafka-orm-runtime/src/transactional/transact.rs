@@ -65,6 +65,11 @@ impl<T: Consumable> Worker<T> {
         if let Some(outcome) = self.commit(&producer, &ranges).await? {
             return Ok(outcome);
         }
+        self.metrics.consumed.increment(batch.len() as u64);
+        self.metrics.outputs.increment(out.sent as u64);
+        self.metrics
+            .undecodable
+            .increment(batch.undecodable.len() as u64);
         let s = &self.stats.0;
         StatsHandle::add(&s.committed, 1);
         StatsHandle::add(&s.consumed, batch.len() as u64);

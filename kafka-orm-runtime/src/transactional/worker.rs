@@ -23,6 +23,7 @@ use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
 use crate::offthread::OffThread;
 use crate::producer::{self, Headers};
+use crate::telemetry::metrics::PipelineMetrics;
 use crate::topic::Consumable;
 use crate::util::now_ms;
 
@@ -39,6 +40,7 @@ impl From<Error> for Stop {
 }
 
 /// What became of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Outcome {
     Committed,
     /// Aborted (or never begun) and rewound: process it again after a backoff.
@@ -67,6 +69,7 @@ pub(super) struct Worker<T> {
     pub(super) consumer: OffThread<PipelineConsumer>,
     pub(super) producer: OffThread<FutureProducer>,
     pub(super) stats: StatsHandle,
+    pub(super) metrics: PipelineMetrics,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -105,12 +108,14 @@ impl<T: Consumable> Worker<T> {
             transactional_id = %config.transactional_id,
             "transactional pipeline started"
         );
+        let metrics = PipelineMetrics::new(&config.topic, &config.group);
         Ok(Worker {
             orm,
             config,
             consumer,
             producer,
             stats: b.stats,
+            metrics,
             _type: PhantomData,
         })
     }
@@ -136,11 +141,16 @@ impl<T: Consumable> Worker<T> {
                 messages = batch.len(),
                 attempt,
             );
-            match self
+            let (started, empty) = (std::time::Instant::now(), batch.is_empty());
+            let outcome = self
                 .transact(batch, attempt, handler)
                 .instrument(span)
-                .await?
-            {
+                .await?;
+            if !empty {
+                let committed = outcome == Outcome::Committed;
+                self.metrics.transaction(started.elapsed(), committed);
+            }
+            match outcome {
                 Outcome::Committed => attempt = 1,
                 Outcome::Retry => {
                     attempt += 1;
