@@ -77,11 +77,6 @@ pub(crate) fn quoted(backend: DatabaseBackend, name: &str) -> String {
     format!("{q}{inner}{q}")
 }
 
-/// `text` as a quoted SQL string literal (`'text'`, inner `'` doubled).
-pub(crate) fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// The name of the index `suffix` of `table`: `<table>_<suffix>` when that fits
 /// PostgreSQL's 63 bytes, else the table name cut short, a hash of the whole name and the
 /// suffix. PostgreSQL truncates longer names silently: a 63-byte table's
@@ -92,7 +87,7 @@ pub(crate) fn index_name(table: &str, suffix: &str) -> String {
     if full.len() <= MAX_TABLE_LEN {
         return full;
     }
-    let hash = crate::outbox::stable_hash(&[table.as_bytes()]) as u32;
+    let hash = crate::util::stable_hash(&[table.as_bytes()]) as u32;
     let room = MAX_TABLE_LEN.saturating_sub(suffix.len() + 10);
     let mut stem = String::new();
     for c in table.chars() {
@@ -207,7 +202,6 @@ mod tests {
             quoted(sqlite, "x`; DROP TABLE y; --"),
             "`x``; DROP TABLE y; --`"
         );
-        assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(typed_column("key", "customerId"), "key_customerid");
         assert_eq!(typed_column("dedup", "Größe"), "dedup_größe");
     }

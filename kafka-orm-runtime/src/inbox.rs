@@ -16,8 +16,14 @@
 //! | `consumer_group` | `TEXT` | the group that applied the message |
 //! | `dedup_<field>` | per field: `BIGINT`, `TEXT`, `UUID` (a 16-byte `BLOB` on SQLite), `BOOLEAN` | the dedup key (`inbox(dedup = ..)`) |
 //! | `message_id` | `TEXT` | the dedup key of a bare `inbox`: the `kafka-orm-message-id` header |
-//! | `topic`, `kafka_partition`, `kafka_offset` | `TEXT`, `INTEGER`, `BIGINT` | where the message was read |
+//! | `topic` | `TEXT` | where the message was read: the topic, |
+//! | `kafka_partition` | `INTEGER` | the partition |
+//! | `kafka_offset` | `BIGINT` | and the offset |
 //! | `processed_at` | `BIGINT` | epoch ms of the commit; rows older than the retention are purged |
+//!
+//! The table is described once, in `tables/described.rs`; its DDL, the statements here,
+//! the migration check and the generated entity come from that description, and a unit
+//! test keeps this table in step with it.
 //!
 //! A unique index on `(consumer_group, dedup columns)` makes the check exact. A bare
 //! `inbox` dedups on the message id every kafka-orm producer stamps (the outbox row's id
@@ -31,27 +37,54 @@
 //! `message_id: String`, `topic: String`, `kafka_partition: i32`, `kafka_offset: i64`
 //! and `processed_at: i64`.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
+use sea_orm::sea_query::{
+    DynIden, Expr, ExprTrait, InsertStatement, IntoIden, OnConflict, Order, Query, ReturningClause,
+};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Value};
 
 use crate::consumer::Delivery;
 use crate::error::{Error, Result};
 use crate::ident;
 use crate::key::{ColumnKind, DedupValue};
-use crate::outbox::{now_ms, placeholders};
+use crate::tables::{Column, INBOX, ddl};
 use crate::topic::{InboxSpec, Topic, TopicSpec};
+use crate::util::now_ms;
 
-/// The column names of `inbox`'s dedup key, quoted for `backend` (`dedup_<field>`, ASCII
-/// lowercased as [`ident::typed_column`] says).
-fn dedup_columns(inbox: &InboxSpec, backend: DatabaseBackend) -> Vec<String> {
-    if inbox.dedup_fields.is_empty() {
-        vec![ident::quoted(backend, "message_id")]
-    } else {
-        inbox
-            .dedup_fields
-            .iter()
-            .map(|f| ident::quoted(backend, &ident::typed_column("dedup", f)))
-            .collect()
-    }
+/// The columns an inbox row is inserted with, in [`row`]'s order; the dedup columns follow.
+const RECORDED: [&str; 5] = INBOX.names([
+    "consumer_group",
+    "topic",
+    "kafka_partition",
+    "kafka_offset",
+    "processed_at",
+]);
+
+/// What a batch insert returns of each inserted row: where it was read.
+const RETURNED: [&str; 3] = INBOX.names(["topic", "kafka_partition", "kafka_offset"]);
+
+/// The dedup fields of `inbox` and their column types (`TEXT` when the spec gives none).
+fn dedup_fields(inbox: &InboxSpec) -> impl Iterator<Item = (&'static str, ColumnKind)> + '_ {
+    let kinds = inbox.dedup_columns;
+    inbox
+        .dedup_fields
+        .iter()
+        .enumerate()
+        .map(move |(i, field)| (*field, kinds.get(i).copied().unwrap_or(ColumnKind::Text)))
+}
+
+/// Every column of `inbox`'s table (see [`crate::tables`]).
+pub(crate) fn columns(inbox: &InboxSpec) -> Vec<Column> {
+    INBOX.columns(dedup_fields(inbox))
+}
+
+/// The dedup key's columns: `dedup_<field>` (ASCII lowercased as [`ident::typed_column`]
+/// says), or the bare inbox's `message_id`.
+fn dedup_columns(inbox: &InboxSpec) -> Vec<DynIden> {
+    INBOX
+        .typed_columns(dedup_fields(inbox))
+        .iter()
+        .map(Column::iden)
+        .collect()
 }
 
 /// The DDL of `spec`'s inbox table on `backend` (empty when the topic has no inbox).
@@ -59,50 +92,26 @@ pub fn create_table_sql(spec: &TopicSpec, backend: DatabaseBackend) -> Vec<Strin
     let Some(inbox) = spec.inbox else {
         return Vec::new();
     };
-    let table = ident::quoted(backend, inbox.table);
-    let dedup_index = ident::quoted(backend, &ident::index_name(inbox.table, "dedup"));
-    let processed_index = ident::quoted(backend, &ident::index_name(inbox.table, "processed_at"));
-    let id = match backend {
-        DatabaseBackend::Postgres => "BIGSERIAL PRIMARY KEY",
-        _ => "INTEGER PRIMARY KEY AUTOINCREMENT",
-    };
-    let names = dedup_columns(&inbox, backend);
-    let dedup_defs: Vec<String> = if inbox.dedup_fields.is_empty() {
-        vec![format!("{} TEXT NOT NULL", names[0])]
-    } else {
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let column = inbox
-                    .dedup_columns
-                    .get(i)
-                    .copied()
-                    .unwrap_or(ColumnKind::Text);
-                format!("{name} {} NOT NULL", column.sql_type(backend))
-            })
-            .collect()
-    };
+    let table = inbox.table;
+    let [group, processed_at] = INDEXED;
+    let mut dedup = vec![group.into_iden()];
+    dedup.extend(dedup_columns(&inbox));
     vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS {table} (
-    id {id},
-    consumer_group TEXT NOT NULL,
-    {},
-    topic TEXT NOT NULL,
-    kafka_partition INTEGER NOT NULL,
-    kafka_offset BIGINT NOT NULL,
-    processed_at BIGINT NOT NULL
-)",
-            dedup_defs.join(",\n    ")
+        ddl::create_table(&INBOX, table, &columns(&inbox), backend),
+        ddl::create_index(table, "dedup", dedup, true, None, backend),
+        ddl::create_index(
+            table,
+            "processed_at",
+            vec![processed_at.into_iden()],
+            false,
+            None,
+            backend,
         ),
-        format!(
-            "CREATE UNIQUE INDEX IF NOT EXISTS {dedup_index} ON {table} (consumer_group, {})",
-            names.join(", ")
-        ),
-        format!("CREATE INDEX IF NOT EXISTS {processed_index} ON {table} (processed_at)"),
     ]
 }
+
+/// The unique index's first column; the purge's index.
+const INDEXED: [&str; 2] = INBOX.names(["consumer_group", "processed_at"]);
 
 /// A UUID is bound as a UUID on PostgreSQL and as 16 bytes on SQLite, the form SeaORM
 /// reads a `uuid::Uuid` from (so the generated entity can read and filter the column).
@@ -138,6 +147,49 @@ fn dedup_values<T: Topic>(inbox: &InboxSpec, delivery: &Delivery<T>) -> Vec<Valu
     }
 }
 
+/// The values of `delivery`'s inbox row: [`RECORDED`]'s, then the dedup key's.
+fn row<T: Topic>(inbox: &InboxSpec, group: &str, delivery: &Delivery<T>, now: i64) -> Vec<Expr> {
+    let fixed: [Value; 5] = [
+        group.into(),
+        delivery.topic().into(),
+        delivery.partition().into(),
+        delivery.offset().into(),
+        now.into(),
+    ];
+    fixed
+        .into_iter()
+        .chain(dedup_values(inbox, delivery))
+        .map(Expr::from)
+        .collect()
+}
+
+/// `INSERT .. ON CONFLICT DO NOTHING` of the inbox rows of `deliveries` into `inbox`'s
+/// table.
+fn insert<T: Topic>(
+    inbox: &InboxSpec,
+    group: &str,
+    deliveries: &[&Delivery<T>],
+) -> std::result::Result<InsertStatement, sea_orm::DbErr> {
+    let now = now_ms();
+    let mut insert = Query::insert();
+    insert
+        .into_table(inbox.table)
+        .columns(
+            RECORDED
+                .into_iter()
+                .map(IntoIden::into_iden)
+                .chain(dedup_columns(inbox)),
+        )
+        .on_conflict(OnConflict::new().do_nothing().to_owned());
+    for delivery in deliveries {
+        insert
+            .values(row(inbox, group, delivery, now))
+            // A `dedup_key()` of the wrong length: a hand-written `Topic` impl.
+            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+    }
+    Ok(insert)
+}
+
 /// Inserts `delivery`'s inbox row in `conn` (the handler's transaction). Returns `false`
 /// when the row exists: the message was applied before and must be skipped.
 pub async fn record<T: Topic, C: ConnectionTrait>(
@@ -150,39 +202,19 @@ pub async fn record<T: Topic, C: ConnectionTrait>(
     };
     // A registered type was checked at `build()`; this one may never have been.
     ident::check_spec(T::SPEC)?;
-    let backend = conn.get_database_backend();
-    let names = dedup_columns(&inbox, backend);
-    let mut values: Vec<Value> = vec![group.into()];
-    values.extend(dedup_values(&inbox, delivery));
-    values.push(delivery.topic().into());
-    values.push(delivery.partition().into());
-    values.push(delivery.offset().into());
-    values.push(now_ms().into());
-    let marks = vec!["?"; values.len()].join(",");
-    let sql = format!(
-        "INSERT INTO {} (consumer_group, {}, topic, kafka_partition, kafka_offset, processed_at) \
-         VALUES ({marks}) ON CONFLICT DO NOTHING",
-        ident::quoted(backend, inbox.table),
-        names.join(", ")
-    );
+    let context = || {
+        format!(
+            "recording the inbox row of {}[{}]@{}",
+            delivery.topic(),
+            delivery.partition(),
+            delivery.offset()
+        )
+    };
+    let insert = insert(&inbox, group, &[delivery]).map_err(|e| Error::db(context(), e))?;
     let result = conn
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            placeholders(backend, &sql),
-            values,
-        ))
+        .execute(&insert)
         .await
-        .map_err(|e| {
-            Error::db(
-                format!(
-                    "recording the inbox row of {}[{}]@{}",
-                    delivery.topic(),
-                    delivery.partition(),
-                    delivery.offset()
-                ),
-                e,
-            )
-        })?;
+        .map_err(|e| Error::db(context(), e))?;
     Ok(result.rows_affected() > 0)
 }
 
@@ -198,37 +230,17 @@ pub async fn record_batch<T: Topic, C: ConnectionTrait>(
         return Ok(vec![true; deliveries.len()]);
     };
     ident::check_spec(T::SPEC)?;
-    let backend = conn.get_database_backend();
-    let names = dedup_columns(&inbox, backend);
-    let per_row = names.len() + 5;
-    let row_marks = format!("({})", vec!["?"; per_row].join(","));
-    let now = now_ms();
+    let context = "recording a batch of inbox rows";
     let mut fresh = Vec::with_capacity(deliveries.len());
     for chunk in deliveries.chunks(500) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * per_row);
-        for d in chunk {
-            values.push(group.into());
-            values.extend(dedup_values(&inbox, d));
-            values.push(d.topic().into());
-            values.push(d.partition().into());
-            values.push(d.offset().into());
-            values.push(now.into());
-        }
-        let marks = vec![row_marks.as_str(); chunk.len()].join(",");
-        let sql = format!(
-            "INSERT INTO {} (consumer_group, {}, topic, kafka_partition, kafka_offset, processed_at) \
-             VALUES {marks} ON CONFLICT DO NOTHING RETURNING topic, kafka_partition, kafka_offset",
-            ident::quoted(backend, inbox.table),
-            names.join(", ")
-        );
+        let mut insert = insert(&inbox, group, chunk).map_err(|e| Error::db(context, e))?;
+        insert.returning(ReturningClause::Columns(
+            RETURNED.into_iter().map(|c| c.into_iden().into()).collect(),
+        ));
         let inserted: std::collections::HashSet<(String, i32, i64)> = conn
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                placeholders(backend, &sql),
-                values,
-            ))
+            .query_all(&insert)
             .await
-            .map_err(|e| Error::db("recording a batch of inbox rows", e))?
+            .map_err(|e| Error::db(context, e))?
             .iter()
             .map(|r| {
                 Ok((
@@ -260,24 +272,24 @@ pub async fn purge(
         return Ok(0);
     };
     ident::check_spec(spec)?;
-    let backend = db.get_database_backend();
     let table = inbox.table;
-    let quoted = ident::quoted(backend, table);
-    let sql = placeholders(
-        backend,
-        &format!(
-            "DELETE FROM {quoted} WHERE id IN \
-             (SELECT id FROM {quoted} WHERE processed_at < ? ORDER BY processed_at LIMIT {batch})"
-        ),
-    );
+    let [id, processed_at] = PURGED;
+    let mut oldest = Query::select();
+    oldest
+        .column(id)
+        .from(table)
+        .and_where(Expr::col(processed_at).lt(older_than_ms))
+        .order_by(processed_at, Order::Asc)
+        .limit(u64::from(batch));
+    let delete = Query::delete()
+        .from_table(table)
+        .and_where(Expr::col(id).in_subquery(oldest))
+        .to_owned();
+    let statement = db.get_database_backend().build(&delete);
     let mut total = 0;
     loop {
         let deleted = db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                sql.clone(),
-                [older_than_ms.into()],
-            ))
+            .execute_raw(statement.clone())
             .await
             .map_err(|e| Error::db(format!("purging the inbox table `{table}`"), e))?
             .rows_affected();
@@ -287,6 +299,9 @@ pub async fn purge(
         }
     }
 }
+
+/// The columns a purge reads: the row id, and the time the oldest rows are found by.
+const PURGED: [&str; 2] = INBOX.names(["id", "processed_at"]);
 
 /// Purges every registered inbox of rows older than its retention.
 pub async fn purge_expired(db: &DatabaseConnection, specs: &[&'static TopicSpec]) -> Result<u64> {

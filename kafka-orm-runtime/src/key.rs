@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use sea_orm::{DatabaseBackend, Value};
+use sea_orm::Value;
 
 /// The bytes of a Kafka message key.
 pub type KeyBytes = Vec<u8>;
@@ -152,14 +152,13 @@ pub enum ColumnKind {
 }
 
 impl ColumnKind {
-    /// The column's SQL type on `backend`.
-    pub(crate) fn sql_type(self, backend: DatabaseBackend) -> &'static str {
-        match (self, backend) {
-            (ColumnKind::BigInt, _) => "BIGINT",
-            (ColumnKind::Text, _) => "TEXT",
-            (ColumnKind::Uuid, DatabaseBackend::Postgres) => "UUID",
-            (ColumnKind::Uuid, _) => "BLOB",
-            (ColumnKind::Bool, _) => "BOOLEAN",
+    /// The Rust type of the column's field in a generated entity.
+    pub(crate) const fn rust(self) -> &'static str {
+        match self {
+            ColumnKind::BigInt => "i64",
+            ColumnKind::Text => "String",
+            ColumnKind::Uuid => "uuid::Uuid",
+            ColumnKind::Bool => "bool",
         }
     }
 

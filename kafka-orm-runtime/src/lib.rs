@@ -24,6 +24,7 @@ pub mod producer;
 pub mod registry;
 pub mod schema;
 pub mod security;
+pub(crate) mod tables;
 pub mod telemetry;
 pub mod topic;
 pub mod transactional;

@@ -10,9 +10,22 @@
 use sea_orm::Value;
 
 use super::lease::{LEASE_TABLE, LeaseView, PG_NOW_MS};
-use super::now_ms;
 use super::table::Table;
 use crate::error::{Error, Result};
+use crate::ident;
+use crate::tables::OUTBOX;
+use crate::util::now_ms;
+
+/// The columns a claim reads, in [`Row`]'s order.
+const CLAIMED: [&str; 7] = OUTBOX.names([
+    "id",
+    "message_id",
+    "message_key",
+    "bucket",
+    "payload",
+    "headers",
+    "attempts",
+]);
 
 /// One claimed row.
 pub(crate) struct Row {
@@ -88,37 +101,16 @@ impl Table {
     /// One claim over the lowest `window` due rows; also returns how many rows the window
     /// held (the left join keeps that count when nothing is claimable).
     async fn claim_in(&self, window: usize, view: &LeaseView) -> Result<(Vec<Row>, usize)> {
-        let table = self.table;
+        let sql = self.claim_sql(window);
         let now = now_ms();
-        let batch = self.batch_size;
-        // The lease must still be ours, in the same tenure, with time left for a batch.
-        let owner_filter = if self.leased {
-            format!(
-                "bucket = ANY(ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = ? AND owner = ? \
-                 AND expires_at > {PG_NOW_MS} + ? AND (bucket || ':' || epoch) = ANY(string_to_array(?, ',')))) AND "
-            )
-        } else {
-            String::new()
-        };
-        let sql = format!(
-            "WITH w AS (SELECT id, message_id, message_key, bucket, payload, headers, attempts \
-                FROM \"{table}\" WHERE next_attempt_at <= ? ORDER BY id LIMIT {window}), \
-             c AS (SELECT COUNT(*) AS scanned FROM w) \
-             SELECT c.scanned, x.id, x.message_id, x.message_key, x.bucket, x.payload, x.headers, x.attempts \
-             FROM c LEFT JOIN (SELECT * FROM w WHERE {owner_filter}(message_key IS NULL OR message_key NOT IN \
-                  (SELECT message_key FROM \"{table}\" WHERE attempts > 0 AND next_attempt_at > ? AND message_key IS NOT NULL)) \
-                ORDER BY id LIMIT {batch}) x ON 1 = 1 \
-             ORDER BY x.id"
-        );
         let mut values: Vec<Value> = vec![now.into()];
         if self.leased {
             let room = (self.timing.message_timeout + self.timing.margin).as_millis() as i64;
-            values.push(table.into());
+            values.push(self.table.into());
             values.push(self.me.clone().into());
             values.push(room.into());
             values.push(view.tokens().into());
         }
-        values.push(now.into());
         let rows = self
             .query(&sql, values)
             .await
@@ -151,6 +143,37 @@ impl Table {
             }
         }
         Ok((claimed, scanned))
+    }
+
+    /// The claim over `window` rows: `$1` is now, `$2`..`$5` the lease (table, owner, room
+    /// for a batch, fencing tokens) when leased; numbered parameters, which SQLite takes
+    /// too.
+    fn claim_sql(&self, window: usize) -> String {
+        let table = ident::quoted(self.backend, self.table);
+        let batch = self.batch_size;
+        // The lease must still be ours, in the same tenure, with time left for a batch.
+        let owner_filter = if self.leased {
+            format!(
+                "bucket = ANY(ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = $2 AND owner = $3 \
+                 AND expires_at > {PG_NOW_MS} + $4 AND (bucket || ':' || epoch) = ANY(string_to_array($5, ',')))) AND "
+            )
+        } else {
+            String::new()
+        };
+        let quoted: Vec<String> = CLAIMED
+            .iter()
+            .map(|c| ident::quoted(self.backend, c))
+            .collect();
+        let (columns, x_columns) = (quoted.join(", "), format!("x.{}", quoted.join(", x.")));
+        format!(
+            "WITH w AS (SELECT {columns} FROM {table} WHERE next_attempt_at <= $1 ORDER BY id LIMIT {window}), \
+             c AS (SELECT COUNT(*) AS scanned FROM w) \
+             SELECT c.scanned, {x_columns} \
+             FROM c LEFT JOIN (SELECT * FROM w WHERE {owner_filter}(message_key IS NULL OR message_key NOT IN \
+                  (SELECT message_key FROM {table} WHERE attempts > 0 AND next_attempt_at > $1 AND message_key IS NOT NULL)) \
+                ORDER BY id LIMIT {batch}) x ON 1 = 1 \
+             ORDER BY x.id"
+        )
     }
 }
 

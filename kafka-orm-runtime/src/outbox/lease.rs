@@ -31,7 +31,6 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, V
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use super::BUCKETS;
-use super::placeholders;
 use super::relay::Shared;
 use crate::error::{Error, Result};
 
@@ -230,12 +229,9 @@ impl LeaseKeeper {
         self.shared.set_owned(self.table, 0);
     }
 
+    /// A statement of this file: PostgreSQL, numbered parameters.
     fn sql(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            placeholders(DatabaseBackend::Postgres, sql),
-            values,
-        )
+        Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
     }
 
     fn ctx(&self) -> String {
@@ -273,9 +269,9 @@ impl LeaseKeeper {
             BTreeMap::new()
         } else {
             let renew = format!(
-                "UPDATE {LEASE_TABLE} SET expires_at = {PG_NOW_MS} + ? \
-                 WHERE outbox = ? AND owner = ? AND expires_at > {PG_NOW_MS} \
-                 AND (bucket || ':' || epoch) = ANY(string_to_array(?, ',')) \
+                "UPDATE {LEASE_TABLE} SET expires_at = {PG_NOW_MS} + $1 \
+                 WHERE outbox = $2 AND owner = $3 AND expires_at > {PG_NOW_MS} \
+                 AND (bucket || ':' || epoch) = ANY(string_to_array($4, ',')) \
                  RETURNING bucket, epoch"
             );
             self.pairs(
@@ -285,7 +281,7 @@ impl LeaseKeeper {
             .await?
         };
         let heartbeat = format!(
-            "INSERT INTO {MEMBER_TABLE} (outbox, owner, expires_at) VALUES (?, ?, {PG_NOW_MS} + ?) \
+            "INSERT INTO {MEMBER_TABLE} (outbox, owner, expires_at) VALUES ($1, $2, {PG_NOW_MS} + $3) \
              ON CONFLICT (outbox, owner) DO UPDATE SET expires_at = EXCLUDED.expires_at"
         );
         self.exec(
@@ -294,7 +290,7 @@ impl LeaseKeeper {
         )
         .await?;
         let members = format!(
-            "SELECT COUNT(*) FROM {MEMBER_TABLE} WHERE outbox = ? AND expires_at > {PG_NOW_MS}"
+            "SELECT COUNT(*) FROM {MEMBER_TABLE} WHERE outbox = $1 AND expires_at > {PG_NOW_MS}"
         );
         let members = self
             .db
@@ -326,16 +322,16 @@ impl LeaseKeeper {
                     .join(",");
                 let release = format!(
                     "UPDATE {LEASE_TABLE} SET owner = NULL, expires_at = 0 \
-                     WHERE outbox = ? AND owner = ? AND bucket = ANY(string_to_array(?, ',')::int[])"
+                     WHERE outbox = $1 AND owner = $2 AND bucket = ANY(string_to_array($3, ',')::int[])"
                 );
                 self.exec(&release, vec![table.into(), me.clone().into(), list.into()])
                     .await?;
             }
             SharePlan::Acquire(n) => {
                 let reclaim = if *self.name_locked.borrow() {
-                    "OR owner = ?"
+                    "OR owner = $1"
                 } else {
-                    "OR (FALSE AND owner = ?)"
+                    "OR (FALSE AND owner = $1)"
                 };
                 let tokens = LeaseView {
                     owned: owned.clone(),
@@ -343,24 +339,21 @@ impl LeaseKeeper {
                 }
                 .tokens();
                 let acquire = format!(
-                    "UPDATE {LEASE_TABLE} SET owner = ?, epoch = epoch + 1, expires_at = {PG_NOW_MS} + ? \
-                     WHERE outbox = ? AND bucket IN (SELECT bucket FROM {LEASE_TABLE} \
-                       WHERE outbox = ? AND (owner IS NULL OR expires_at <= {PG_NOW_MS} {reclaim}) \
-                       AND NOT ((bucket || ':' || epoch) = ANY(string_to_array(?, ','))) \
-                       ORDER BY (owner IS NOT DISTINCT FROM ?) DESC, bucket LIMIT ? FOR UPDATE SKIP LOCKED) \
+                    "UPDATE {LEASE_TABLE} SET owner = $1, epoch = epoch + 1, expires_at = {PG_NOW_MS} + $2 \
+                     WHERE outbox = $3 AND bucket IN (SELECT bucket FROM {LEASE_TABLE} \
+                       WHERE outbox = $3 AND (owner IS NULL OR expires_at <= {PG_NOW_MS} {reclaim}) \
+                       AND NOT ((bucket || ':' || epoch) = ANY(string_to_array($4, ','))) \
+                       ORDER BY (owner IS NOT DISTINCT FROM $1) DESC, bucket LIMIT $5 FOR UPDATE SKIP LOCKED) \
                      RETURNING bucket, epoch"
                 );
                 let got = self
                     .pairs(
                         &acquire,
                         vec![
-                            me.clone().into(),
+                            me.into(),
                             ttl.into(),
                             table.into(),
-                            table.into(),
-                            me.clone().into(),
                             tokens.into(),
-                            me.into(),
                             (n as i64).into(),
                         ],
                     )
@@ -375,13 +368,13 @@ impl LeaseKeeper {
         let me = self.me.clone();
         self.exec(
             &format!(
-                "UPDATE {LEASE_TABLE} SET owner = NULL, expires_at = 0 WHERE outbox = ? AND owner = ?"
+                "UPDATE {LEASE_TABLE} SET owner = NULL, expires_at = 0 WHERE outbox = $1 AND owner = $2"
             ),
             vec![self.table.into(), me.clone().into()],
         )
         .await?;
         self.exec(
-            &format!("DELETE FROM {MEMBER_TABLE} WHERE outbox = ? AND owner = ?"),
+            &format!("DELETE FROM {MEMBER_TABLE} WHERE outbox = $1 AND owner = $2"),
             vec![self.table.into(), me.into()],
         )
         .await?;

@@ -29,6 +29,10 @@
 //! `KeyPart` impl says otherwise), `UUID` for `uuid::Uuid` (a 16-byte `BLOB` on SQLite),
 //! `BOOLEAN` for `bool`. They are for querying (the relay reads `message_key`).
 //!
+//! The table is described once, in `tables/described.rs`: its DDL, the statements of
+//! `publish` and the relay, the migration check and the generated entity come from that
+//! description, and a unit test keeps this table in step with it.
+//!
 //! `#[derive(Topic)]` also generates a SeaORM entity of the table, in a module named
 //! after it next to the type (`order_created_outbox::Entity`), with one field per column:
 //! `id: i64`, `message_id: String`, `message_key: Option<String>`, `bucket: i32`,
@@ -60,13 +64,15 @@ mod status;
 mod table;
 mod worker;
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, Value};
+use sea_orm::sea_query::{Expr, ExprTrait, IntoIden, Query};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, Statement, Value};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::ident;
 use crate::key::ColumnKind;
 use crate::producer::{self, Headers};
+use crate::tables::{Column, OUTBOX, ddl};
 use crate::telemetry::trace::{self, Messaging, Operation};
 use crate::topic::{OutboxTopic, Topic, TopicSpec};
 pub(crate) use crate::util::{now_ms, stable_hash};
@@ -101,24 +107,22 @@ pub(crate) fn key_columns(spec: &TopicSpec) -> Vec<(String, ColumnKind)> {
         .collect()
 }
 
-/// Rewrites `?` placeholders into `$1, $2, ..` for PostgreSQL.
-pub(crate) fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
-    if backend != DatabaseBackend::Postgres {
-        return sql.to_string();
-    }
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// Every column of `spec`'s outbox table, the typed key columns last (see
+/// [`crate::tables`]).
+pub(crate) fn columns(spec: &TopicSpec) -> Vec<Column> {
+    let kinds = spec.outbox.map_or(&[][..], |o| o.key_columns);
+    OUTBOX.columns(spec.key_fields.iter().copied().zip(kinds.iter().copied()))
 }
+
+/// The columns `publish` writes, in [`NewRow`]'s order; the typed key columns follow.
+const PUBLISHED: [&str; 6] = OUTBOX.names([
+    "message_id",
+    "message_key",
+    "bucket",
+    "payload",
+    "headers",
+    "created_at",
+]);
 
 /// Encodes headers as `[u16 name len][name][u32 value len][value]`*.
 pub(crate) fn encode_headers(headers: &Headers) -> Vec<u8> {
@@ -314,78 +318,63 @@ async fn insert_rows<T: OutboxTopic>(
     }
 
     let ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
-    let created_at = now_ms();
-    let per_row = 6 + columns.len();
-    let marks = format!("({})", vec!["?"; per_row].join(","));
-    let mut values_sql = String::new();
-    let mut params: Vec<Value> = Vec::with_capacity(rows.len() * per_row);
-    for (i, row) in rows.into_iter().enumerate() {
-        if i > 0 {
-            values_sql.push(',');
-        }
-        values_sql.push_str(&marks);
-        params.push(row.message_id.into());
-        params.push(row.key.into());
-        params.push(row.bucket.into());
-        params.push(row.payload.into());
-        params.push(row.headers.into());
-        params.push(created_at.into());
-        params.extend(row.key_values);
-    }
-    let typed: String = columns
-        .iter()
-        .map(|(name, _)| format!(", {}", ident::quoted(backend, name)))
-        .collect();
-    let sql = format!(
-        "INSERT INTO {} (message_id, message_key, bucket, payload, headers, created_at{typed}) VALUES {values_sql}",
-        ident::quoted(backend, table)
-    );
-    let sql = placeholders(backend, &sql);
-    txn.execute_raw(Statement::from_sql_and_values(backend, sql, params))
+    let insert = insert_statement(table, &columns, rows, now_ms())
+        .map_err(|e| Error::db(context(), DbErr::Custom(e.to_string())))?;
+    txn.execute(&insert)
         .await
         .map_err(|e| Error::db(context(), e))?;
     Ok(ids)
 }
 
+/// One `INSERT` of `rows` into `table`, whose typed key columns are `columns`.
+fn insert_statement(
+    table: &'static str,
+    columns: &[(String, ColumnKind)],
+    rows: Vec<NewRow>,
+    created_at: i64,
+) -> std::result::Result<sea_orm::sea_query::InsertStatement, sea_orm::sea_query::error::Error> {
+    let mut insert = Query::insert();
+    insert.into_table(table).columns(
+        PUBLISHED
+            .into_iter()
+            .map(IntoIden::into_iden)
+            .chain(columns.iter().map(|(name, _)| name.clone().into_iden())),
+    );
+    for row in rows {
+        let fixed: [Value; 6] = [
+            row.message_id.into(),
+            row.key.into(),
+            row.bucket.into(),
+            row.payload.into(),
+            row.headers.into(),
+            created_at.into(),
+        ];
+        insert.values(fixed.into_iter().chain(row.key_values).map(Expr::from))?;
+    }
+    Ok(insert)
+}
+
 /// The DDL of `spec`'s outbox table on `backend`.
 pub fn create_table_sql(spec: &'static TopicSpec, backend: DatabaseBackend) -> Vec<String> {
     let table = table_of(spec);
-    let (id, bytes) = match backend {
-        DatabaseBackend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
-        _ => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
-    };
-    let typed: String = key_columns(spec)
-        .iter()
-        .map(|(name, column)| {
-            format!(
-                ",\n    {} {} NOT NULL",
-                ident::quoted(backend, name),
-                column.sql_type(backend)
-            )
-        })
-        .collect();
-    let index = ident::quoted(backend, &ident::index_name(table, "failing"));
-    let table = ident::quoted(backend, table);
+    let [message_key, attempts] = FAILING_INDEX;
     vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS {table} (
-    id {id},
-    message_id TEXT NOT NULL,
-    message_key TEXT NULL,
-    bucket INTEGER NOT NULL,
-    payload {bytes} NOT NULL,
-    headers {bytes} NOT NULL,
-    created_at BIGINT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at BIGINT NOT NULL DEFAULT 0,
-    last_error TEXT NULL{typed}
-)"
-        ),
+        ddl::create_table(&OUTBOX, table, &columns(spec), backend),
         // The relay walks the primary key; only rows that failed need an index, to find
         // the keys that are backing off.
-        format!("CREATE INDEX IF NOT EXISTS {index} ON {table} (message_key) WHERE attempts > 0"),
+        ddl::create_index(
+            table,
+            "failing",
+            vec![message_key.into_iden()],
+            false,
+            Some(Expr::col(attempts).gt(0)),
+            backend,
+        ),
     ]
 }
+
+/// The column of the index of failed rows, and the one its filter reads.
+const FAILING_INDEX: [&str; 2] = OUTBOX.names(["message_key", "attempts"]);
 
 #[cfg(test)]
 mod tests {
@@ -424,17 +413,17 @@ mod tests {
         let pg = &create_table_sql(&SPEC, DatabaseBackend::Postgres)[0];
         assert!(
             pg.ends_with(
-                "last_error TEXT NULL,\n    \"key_tenant\" TEXT NOT NULL,\n    \"key_order_id\" BIGINT NOT NULL,\n    \"key_ref\" UUID NOT NULL\n)"
+                "\"last_error\" TEXT NULL, \"key_tenant\" TEXT NOT NULL, \"key_order_id\" BIGINT NOT NULL, \"key_ref\" UUID NOT NULL )"
             ),
             "{pg}"
         );
         let sqlite = &create_table_sql(&SPEC, DatabaseBackend::Sqlite)[0];
-        assert!(sqlite.contains("`key_ref` BLOB NOT NULL"), "{sqlite}");
+        assert!(sqlite.contains("\"key_ref\" BLOB NOT NULL"), "{sqlite}");
         static UNTYPED: TopicSpec = TopicSpec::new("t::U", "u")
             .key_fields(&["id"])
             .outbox(OutboxSpec::new("u_outbox"));
         let pg = &create_table_sql(&UNTYPED, DatabaseBackend::Postgres)[0];
-        assert!(pg.ends_with("last_error TEXT NULL\n)"), "{pg}");
+        assert!(pg.ends_with("\"last_error\" TEXT NULL )"), "{pg}");
     }
 
     #[test]
@@ -446,18 +435,44 @@ mod tests {
         let pg = &create_table_sql(&HOSTILE, DatabaseBackend::Postgres)[0];
         assert!(
             pg.starts_with(
-                "CREATE TABLE IF NOT EXISTS \"x\"\" (id INT); DROP TABLE y; CREATE TABLE \"\"w\" (\n"
+                "CREATE TABLE IF NOT EXISTS \"x\"\" (id INT); DROP TABLE y; CREATE TABLE \"\"w\" ( "
             ),
             "{pg}"
         );
     }
 
     #[test]
-    fn placeholders_are_numbered_for_postgres() {
+    fn publish_writes_every_column_that_needs_a_value() {
+        let mut published = PUBLISHED.to_vec();
+        published.sort_unstable();
+        for column in OUTBOX.required() {
+            assert!(published.binary_search(&column).is_ok(), "{column}");
+        }
+    }
+
+    #[test]
+    fn one_insert_for_all_rows_with_the_typed_columns_last() {
+        let row = |id: &str| NewRow {
+            message_id: id.into(),
+            key: Some("k".into()),
+            bucket: 3,
+            payload: vec![1],
+            headers: vec![],
+            key_values: vec![Value::String(Some("k".into()))],
+        };
+        let columns = [("key_id".to_string(), ColumnKind::Text)];
+        let insert = insert_statement("t_outbox", &columns, vec![row("a"), row("b")], 7).unwrap();
+        let stmt = DatabaseBackend::Postgres.build(&insert);
         assert_eq!(
-            placeholders(DatabaseBackend::Postgres, "a = ? AND b IN (?, ?)"),
-            "a = $1 AND b IN ($2, $3)"
+            stmt.sql,
+            "INSERT INTO \"t_outbox\" (\"message_id\", \"message_key\", \"bucket\", \"payload\", \"headers\", \"created_at\", \"key_id\") \
+             VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)"
         );
-        assert_eq!(placeholders(DatabaseBackend::Sqlite, "a = ?"), "a = ?");
+        assert_eq!(stmt.values.map(|v| v.0.len()), Some(14));
+        let sqlite = DatabaseBackend::Sqlite.build(&insert).sql;
+        assert!(
+            sqlite.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)"),
+            "{sqlite}"
+        );
     }
 }

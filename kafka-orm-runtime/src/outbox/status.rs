@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::sea_query::{Asterisk, Expr, Func, Order, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-use super::{now_ms, table_of};
+use super::table_of;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
+use crate::tables::OUTBOX;
+use crate::util::now_ms;
 
 /// The outbox of one topic as the database has it now (all relay instances together).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,20 +48,22 @@ impl KafkaOrm {
             operation: "outbox_status",
             topic: "(all outbox topics)",
         })?;
-        let backend = db.get_database_backend();
+        use sea_orm::sea_query::ExprTrait as _;
         let mut out = Vec::new();
+        let [id, _, attempts, ..] = FAILING;
         for spec in self.topics().iter().filter(|s| s.outbox.is_some()) {
             let table = table_of(spec);
             let ctx = || format!("reading the status of outbox table `{table}`");
             let (backlog, oldest_age) = backlog(db, table).await?;
+            let select = Query::select()
+                .columns(FAILING)
+                .from(table)
+                .and_where(Expr::col(attempts).gt(0))
+                .order_by(id, Order::Asc)
+                .limit(20)
+                .to_owned();
             let failing = db
-                .query_all_raw(Statement::from_string(
-                    backend,
-                    format!(
-                        "SELECT id, message_key, attempts, next_attempt_at, last_error FROM \"{table}\" \
-                         WHERE attempts > 0 ORDER BY id LIMIT 20"
-                    ),
-                ))
+                .query_all(&select)
                 .await
                 .map_err(|e| Error::db(ctx(), e))?
                 .iter()
@@ -85,6 +90,15 @@ impl KafkaOrm {
     }
 }
 
+/// The columns of a [`FailingRow`], in its order.
+const FAILING: [&str; 5] = OUTBOX.names([
+    "id",
+    "message_key",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+]);
+
 /// Rows waiting in outbox `table` and the age of the oldest (one statement; the relay's
 /// backlog gauges sample it too).
 pub(crate) async fn backlog(
@@ -92,11 +106,13 @@ pub(crate) async fn backlog(
     table: &str,
 ) -> Result<(u64, Option<Duration>)> {
     let ctx = || format!("reading the backlog of outbox table `{table}`");
+    let select = Query::select()
+        .expr(Func::count(Expr::col(Asterisk)))
+        .expr(Func::min(Expr::col(OUTBOX.name("created_at"))))
+        .from(table.to_string())
+        .to_owned();
     let summary = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT COUNT(*), MIN(created_at) FROM \"{table}\""),
-        ))
+        .query_one(&select)
         .await
         .map_err(|e| Error::db(ctx(), e))?;
     let Some(r) = summary else {

@@ -4,16 +4,19 @@
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
+use sea_orm::sea_query::extension::postgres::PgFunc;
+use sea_orm::sea_query::{BinOper, DeleteStatement, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
 
 use super::claim::Row;
 use super::lease::{LEASE_TABLE, LeaseTiming, LeaseView};
 use super::relay::OutboxRelayBuilder;
-use super::{now_ms, placeholders};
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
+use crate::tables::OUTBOX;
 use crate::telemetry::metrics::RelayMetrics;
 use crate::topic::TopicSpec;
+use crate::util::now_ms;
 
 /// One outbox table as the relay works on it: what claim, deliver and record need.
 pub(crate) struct Table {
@@ -48,64 +51,32 @@ impl Table {
         format!("{what} (outbox table `{}`)", self.table)
     }
 
-    fn sql(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(self.backend, placeholders(self.backend, sql), values)
-    }
-
+    /// A hand-written statement, with numbered parameters (`$1`, which SQLite takes too).
     pub(crate) async fn query(
         &self,
         sql: &str,
         values: Vec<Value>,
     ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
-        self.db.query_all_raw(self.sql(sql, values)).await
+        self.db
+            .query_all_raw(Statement::from_sql_and_values(self.backend, sql, values))
+            .await
     }
 
-    /// `AND` clause limiting a statement on outbox rows to buckets held in this tenure
-    /// (PostgreSQL, leased), with its parameters.
-    fn fence(&self, view: &LeaseView) -> (String, Vec<Value>) {
-        if !self.leased {
-            return (String::new(), Vec::new());
-        }
-        (
-            format!(
-                " AND bucket = ANY(ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = ? AND owner = ? \
-                 AND (bucket || ':' || epoch) = ANY(string_to_array(?, ','))))"
-            ),
-            vec![
-                self.table.into(),
-                self.me.clone().into(),
-                view.tokens().into(),
-            ],
-        )
+    /// The condition limiting a statement on outbox rows to buckets held in this tenure
+    /// (PostgreSQL, leased).
+    fn fence(&self, view: &LeaseView) -> Option<Expr> {
+        self.leased
+            .then(|| fence(self.table, self.me.clone(), view.tokens()))
     }
 
     /// Deletes delivered rows (fenced); returns how many were deleted.
     pub(super) async fn delete(&self, ids: &[i64], view: &LeaseView) -> Result<u64> {
         let mut deleted = 0;
-        let (fence, fence_values) = self.fence(view);
         for chunk in ids.chunks(1000) {
-            // The ids travel as one text parameter, so the statement text never changes
-            // and stays prepared.
-            let list = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let sql = match self.backend {
-                DatabaseBackend::Postgres => format!(
-                    "DELETE FROM \"{}\" WHERE id = ANY(string_to_array(?, ',')::bigint[]){fence}",
-                    self.table
-                ),
-                _ => format!(
-                    "DELETE FROM \"{}\" WHERE id IN (SELECT value FROM json_each('[' || ? || ']'))",
-                    self.table
-                ),
-            };
-            let mut values = vec![list.into()];
-            values.extend(fence_values.iter().cloned());
+            let delete = delete(self.backend, self.table, chunk, self.fence(view));
             deleted += self
                 .db
-                .execute_raw(self.sql(&sql, values))
+                .execute(&delete)
                 .await
                 .map_err(|e| Error::db(self.context("deleting delivered rows"), e))?
                 .rows_affected();
@@ -121,26 +92,74 @@ impl Table {
         error: String,
         view: &LeaseView,
     ) -> Result<()> {
-        let (fence, fence_values) = self.fence(view);
-        let sql = format!(
-            "UPDATE \"{}\" SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?{fence}",
-            self.table
-        );
         let next = now_ms() + wait.as_millis() as i64;
-        let mut values: Vec<Value> = vec![
-            row.attempts.saturating_add(1).into(),
-            next.into(),
-            error.into(),
-            row.id.into(),
-        ];
-        values.extend(fence_values);
+        let mut update = Query::update();
+        update
+            .table(self.table)
+            .values([
+                (ATTEMPTS, row.attempts.saturating_add(1).into()),
+                (NEXT_ATTEMPT_AT, next.into()),
+                (LAST_ERROR, error.into()),
+            ])
+            .and_where(Expr::col(ID).eq(row.id));
+        if let Some(fence) = self.fence(view) {
+            update.and_where(fence);
+        }
         self.db
-            .execute_raw(self.sql(&sql, values))
+            .execute(&update)
             .await
             .map_err(|e| Error::db(self.context("recording a failed row"), e))?;
         Ok(())
     }
 }
+
+/// `bucket` is one that `me` holds in the tenure of `tokens` (`bucket:epoch`, see
+/// [`LeaseView::tokens`]).
+fn fence(table: &str, me: String, tokens: String) -> Expr {
+    // PostgreSQL only: `$n` is this expression's n-th value (sea-query renumbers them).
+    let held = Expr::cust_with_values(
+        format!(
+            "ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = $1 AND owner = $2 \
+             AND (bucket || ':' || epoch) = ANY(string_to_array($3, ',')))"
+        ),
+        [Value::from(table), me.into(), tokens.into()],
+    );
+    Expr::col(BUCKET).eq(PgFunc::any(held))
+}
+
+/// `DELETE` of the rows `ids` of `table`, with `fence`. The ids travel as one text
+/// parameter, so the statement text never changes and stays prepared.
+fn delete(
+    backend: DatabaseBackend,
+    table: &'static str,
+    ids: &[i64],
+    fence: Option<Expr>,
+) -> DeleteStatement {
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let listed = match backend {
+        DatabaseBackend::Postgres => Expr::col(ID).eq(PgFunc::any(Expr::cust_with_values(
+            "string_to_array($1, ',')::bigint[]",
+            [list],
+        ))),
+        _ => Expr::col(ID).binary(
+            BinOper::In,
+            Expr::cust_with_values("SELECT value FROM json_each('[' || ? || ']')", [list]),
+        ),
+    };
+    let mut delete = Query::delete();
+    delete.from_table(table).and_where(listed);
+    if let Some(fence) = fence {
+        delete.and_where(fence);
+    }
+    delete
+}
+
+// The columns the relay's deletes and updates name.
+const ID: &str = OUTBOX.name("id");
+const BUCKET: &str = OUTBOX.name("bucket");
+const ATTEMPTS: &str = OUTBOX.name("attempts");
+const NEXT_ATTEMPT_AT: &str = OUTBOX.name("next_attempt_at");
+const LAST_ERROR: &str = OUTBOX.name("last_error");
 
 /// librdkafka's default `batch.size`.
 pub(super) const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
@@ -166,4 +185,41 @@ pub(super) async fn topic_batch_limit(orm: &KafkaOrm, topic: &str) -> Option<usi
         .as_deref()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_delete_names_the_ids_and_the_tenure_in_parameters() {
+        let fenced = Some(fence("t", "me".into(), "1:7,2:7".into()));
+        let pg = DatabaseBackend::Postgres.build(&delete(
+            DatabaseBackend::Postgres,
+            "t",
+            &[3, 4],
+            fenced,
+        ));
+        assert_eq!(
+            pg.sql,
+            "DELETE FROM \"t\" WHERE \"id\" = ANY(string_to_array($1, ',')::bigint[]) \
+             AND \"bucket\" = ANY(ARRAY(SELECT bucket FROM kafka_orm_relay_leases WHERE outbox = $2 \
+             AND owner = $3 AND (bucket || ':' || epoch) = ANY(string_to_array($4, ','))))"
+        );
+        assert_eq!(
+            pg.values.unwrap().0,
+            [
+                Value::from("3,4"),
+                Value::from("t"),
+                Value::from("me"),
+                Value::from("1:7,2:7")
+            ]
+        );
+        let sqlite =
+            DatabaseBackend::Sqlite.build(&delete(DatabaseBackend::Sqlite, "t", &[3], None));
+        assert_eq!(
+            sqlite.sql,
+            "DELETE FROM \"t\" WHERE \"id\" IN (SELECT value FROM json_each('[' || ? || ']'))"
+        );
+    }
 }

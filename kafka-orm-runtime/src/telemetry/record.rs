@@ -119,6 +119,22 @@ impl RelayMetrics {
     }
 }
 
+/// The labels of a consumer's metrics: system, topic, group.
+fn consumer_labels<'a>(topic: &'a str, group: &'a str) -> [(&'static str, &'a str); 3] {
+    [(SYSTEM, KAFKA), (DESTINATION, topic), (GROUP, group)]
+}
+
+/// `base` and one more label.
+fn with_label<'a>(
+    base: &[(&'static str, &'a str)],
+    key: &'static str,
+    value: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    let mut pairs = base.to_vec();
+    pairs.push((key, value));
+    pairs
+}
+
 /// A handler's handles.
 pub(crate) struct HandlerMetrics {
     pub consumed: Counter,
@@ -138,12 +154,8 @@ impl HandlerMetrics {
     /// Registers the handles of a handler of `topic` in `group`.
     pub fn new(topic: &str, group: &str) -> Self {
         describe();
-        let consumer = [(SYSTEM, KAFKA), (DESTINATION, topic), (GROUP, group)];
-        let with = |key, value| {
-            let mut pairs = consumer.to_vec();
-            pairs.push((key, value));
-            pairs
-        };
+        let consumer = consumer_labels(topic, group);
+        let with = |key, value| with_label(&consumer, key, value);
         let process = with(OPERATION, "process");
         let mut process_failed = process.clone();
         process_failed.push((ERROR_TYPE, "handler_error"));
@@ -183,9 +195,8 @@ impl StreamMetrics {
     /// Registers the handles of a stream of `topic` in `group`.
     pub fn new(topic: &str, group: &str) -> Self {
         describe();
-        let consumer = [(SYSTEM, KAFKA), (DESTINATION, topic), (GROUP, group)];
-        let mut poll = consumer.to_vec();
-        poll.push((OPERATION, "poll"));
+        let consumer = consumer_labels(topic, group);
+        let poll = with_label(&consumer, OPERATION, "poll");
         StreamMetrics {
             consumed: counter(name::CONSUMED_MESSAGES, &poll),
             undecodable: counter(name::CONSUMER_UNDECODABLE, &consumer),
@@ -221,12 +232,8 @@ impl PipelineMetrics {
     /// Registers the handles of a pipeline reading `topic` in `group`.
     pub fn new(topic: &str, group: &str) -> Self {
         describe();
-        let consumer = [(SYSTEM, KAFKA), (DESTINATION, topic), (GROUP, group)];
-        let with = |key, value| {
-            let mut pairs = consumer.to_vec();
-            pairs.push((key, value));
-            pairs
-        };
+        let consumer = consumer_labels(topic, group);
+        let with = |key, value| with_label(&consumer, key, value);
         PipelineMetrics {
             consumed: counter(name::CONSUMED_MESSAGES, &with(OPERATION, "poll")),
             undecodable: counter(name::CONSUMER_UNDECODABLE, &consumer),
