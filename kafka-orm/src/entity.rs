@@ -1,85 +1,91 @@
 //! The hooks `#[derive(Topic)]` emits its SeaORM entity modules through (STYLE.md §5):
 //! the derive always emits `__private::outbox_entity! { .. }` / `inbox_entity! { .. }`
 //! with what differs per topic (module, visibility, table, typed key or dedup columns),
-//! and the `entities` feature decides what they expand to: the module, with the fixed
-//! columns and SeaORM's derives, or nothing at all.
+//! and the `entities` feature decides what they expand to: the module, or nothing at all.
 //!
 //! The input is
 //! `$vis mod $module for $topic, table "$table" { $(typed columns,)* } $(type $alias = $ty;)*`;
 //! each alias (the column type of a field type not known by name) is placed next to the
 //! topic type and imported into the module. (The aliases come last: before `$vis`, which
 //! may be empty, `type` would be ambiguous to `macro_rules!`.)
+//!
+//! The fixed columns are not written here: the hook asks the runtime's description of the
+//! table (`__outbox_columns!` / `__inbox_columns!`, the lists the runtime's DDL and
+//! statements are built from) to call `__entity!` with its columns, so
+//! a `Model` has exactly the columns of the table kafka-orm creates.
 
-/// The outbox entity: the fixed columns of `kafka_orm::outbox`'s table, then the typed
-/// `key_<field>` columns.
+/// The outbox entity: the columns of the runtime's outbox description, the typed
+/// `key_<field>` columns in their place.
 #[cfg(feature = "entities")]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __outbox_entity {
     (
-        $vis:vis mod $module:ident for $topic:ident, table $table:literal { $($keys:tt)* }
+        $vis:vis mod $module:ident for $topic:ident, table $table:literal { $($typed:tt)* }
         $(type $alias:ident = $aty:ty;)*
     ) => {
-        $crate::__entity! {
-            "outbox"; $vis mod $module for $topic, table $table {
-                pub message_id: String,
-                pub message_key: Option<String>,
-                pub bucket: i32,
-                pub payload: Vec<u8>,
-                pub headers: Vec<u8>,
-                pub created_at: i64,
-                pub attempts: i32,
-                pub next_attempt_at: i64,
-                pub last_error: Option<String>,
-                $($keys)*
-            }
+        $crate::__private::outbox_columns! {
+            [$crate::__entity]
+            "outbox"; $vis mod $module for $topic, table $table { $($typed)* }
             $(type $alias = $aty;)*
         }
     };
 }
 
-/// The inbox entity: the columns of `kafka_orm::inbox`'s table, with the typed
-/// `dedup_<field>` columns after `consumer_group`, or `message_id` for a bare `inbox`.
+/// The inbox entity: the columns of the runtime's inbox description, the typed
+/// `dedup_<field>` columns in their place (for a bare `inbox`, its `message_id`).
 #[cfg(feature = "entities")]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __inbox_entity {
     (
-        $vis:vis mod $module:ident for $topic:ident, table $table:literal {}
-    ) => {
-        $crate::__inbox_entity! {
-            $vis mod $module for $topic, table $table {
-                pub message_id: String,
-            }
-        }
-    };
-    (
-        $vis:vis mod $module:ident for $topic:ident, table $table:literal { $($dedup:tt)+ }
+        $vis:vis mod $module:ident for $topic:ident, table $table:literal { $($typed:tt)* }
         $(type $alias:ident = $aty:ty;)*
     ) => {
-        $crate::__entity! {
-            "inbox"; $vis mod $module for $topic, table $table {
-                pub consumer_group: String,
-                $($dedup)+
-                pub topic: String,
-                pub kafka_partition: i32,
-                pub kafka_offset: i64,
-                pub processed_at: i64,
-            }
+        $crate::__private::inbox_columns! {
+            [$crate::__entity]
+            "inbox"; $vis mod $module for $topic, table $table { $($typed)* }
             $(type $alias = $aty;)*
         }
     };
 }
 
-/// One entity module: `Model` with `id` and `$columns`, and SeaORM's derives.
+/// One entity module, from a description (`{ id: i64, name: Type, .., ..prefix
+/// (else bare: Type), name: Type, .. }`, defaults `= n` ignored: kafka-orm writes the
+/// rows) and a hook's input: `Model` with the row id as primary key, the fixed fields,
+/// the typed ones (or the bare one when there are none) in their place; SeaORM's derives.
 #[cfg(feature = "entities")]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __entity {
     (
-        $what:literal; $vis:vis mod $module:ident for $topic:ident, table $table:literal {
-            $($columns:tt)*
+        {
+            id: i64,
+            $($h:ident : $hty:ident $(<$ha:ident>)? $(= $hd:literal)?,)*
+            ..$prefix:ident $(else $bare:ident : $bty:ident)?
+            $(, $($t:ident : $tty:ident $(<$ta:ident>)? $(= $td:literal)?),+)? $(,)?
         }
+        $what:literal; $vis:vis mod $module:ident for $topic:ident, table $table:literal {
+            $($typed:tt)*
+        }
+        $(type $alias:ident = $aty:ty;)*
+    ) => {
+        $crate::__entity! {
+            @fields [$(pub $h: $hty $(<$ha>)?,)*] [$($typed)*] [$(pub $bare: $bty,)?]
+            [$($(pub $t: $tty $(<$ta>)?,)+)?]
+            $what; $vis mod $module for $topic, table $table; $(type $alias = $aty;)*
+        }
+    };
+    // No typed columns: the bare one (if any) in their place.
+    (@fields [$($h:tt)*] [] [$($bare:tt)*] [$($t:tt)*] $($rest:tt)*) => {
+        $crate::__entity! { @module [$($h)* $($bare)* $($t)*] $($rest)* }
+    };
+    (@fields [$($h:tt)*] [$($typed:tt)+] [$($bare:tt)*] [$($t:tt)*] $($rest:tt)*) => {
+        $crate::__entity! { @module [$($h)* $($typed)+ $($t)*] $($rest)* }
+    };
+    (
+        @module [$($fields:tt)*]
+        $what:literal; $vis:vis mod $module:ident for $topic:ident, table $table:literal;
         $(type $alias:ident = $aty:ty;)*
     ) => {
         $(
@@ -109,7 +115,7 @@ macro_rules! __entity {
             pub struct Model {
                 #[sea_orm(primary_key)]
                 pub id: i64,
-                $($columns)*
+                $($fields)*
             }
             #[derive(Clone, Copy, Debug, sea_orm::EnumIter, sea_orm::DeriveRelation)]
             pub enum Relation {}

@@ -79,6 +79,11 @@ pub mod __private {
 
     /// The entity hooks (`entity.rs`): the modules, or nothing without `entities`.
     pub use crate::{__inbox_entity as inbox_entity, __outbox_entity as outbox_entity};
+    /// The runtime's descriptions of the outbox and inbox tables, which the hooks build
+    /// the entities' fields from.
+    pub use kafka_orm_runtime::{
+        __inbox_columns as inbox_columns, __outbox_columns as outbox_columns,
+    };
 }
 
 /// The README's examples, compiled as doc tests so they stay true.
