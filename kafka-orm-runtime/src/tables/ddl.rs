@@ -51,7 +51,9 @@ fn column_def(column: &Column, row_id: bool, backend: DatabaseBackend) -> Column
     };
     let mut def = ColumnDef::new_with_type(column.iden(), ColumnType::custom(sql));
     if row_id {
-        def.primary_key();
+        // `NOT NULL` as the entity has it: SQLite's rowid alias would report a nullable
+        // column otherwise (it never holds a NULL: an insert without it gets a new id).
+        def.not_null().primary_key();
         if backend != DatabaseBackend::Postgres {
             def.auto_increment();
         }

@@ -94,7 +94,7 @@ fn the_outbox_ddl_on_both_backends() {
     let columns = OUTBOX.columns([("ref", ColumnKind::Uuid)]);
     assert_eq!(
         ddl::create_table(&OUTBOX, "t_outbox", &columns, Postgres),
-        "CREATE TABLE IF NOT EXISTS \"t_outbox\" ( \"id\" BIGSERIAL PRIMARY KEY, \
+        "CREATE TABLE IF NOT EXISTS \"t_outbox\" ( \"id\" BIGSERIAL NOT NULL PRIMARY KEY, \
          \"message_id\" TEXT NOT NULL, \"message_key\" TEXT NULL, \"bucket\" INTEGER NOT NULL, \
          \"payload\" BYTEA NOT NULL, \"headers\" BYTEA NOT NULL, \"created_at\" BIGINT NOT NULL, \
          \"attempts\" INTEGER NOT NULL DEFAULT 0, \"next_attempt_at\" BIGINT NOT NULL DEFAULT 0, \
@@ -103,7 +103,7 @@ fn the_outbox_ddl_on_both_backends() {
     let sqlite = ddl::create_table(&OUTBOX, "t_outbox", &columns, Sqlite);
     assert!(
         sqlite.starts_with(
-            "CREATE TABLE IF NOT EXISTS \"t_outbox\" ( \"id\" INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "CREATE TABLE IF NOT EXISTS \"t_outbox\" ( \"id\" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, "
         ),
         "{sqlite}"
     );
