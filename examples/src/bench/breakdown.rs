@@ -118,12 +118,15 @@ impl Visit for Fields {
 }
 
 fn kind(statement: &str) -> &'static str {
-    let s = statement.trim_start();
-    // The claim reads the rows' payloads (whatever shape the query has); lease upkeep
-    // touches only the lease and member tables.
+    // Identifiers may be quoted (`"message_id"`, or backquoted on SQLite).
+    let unquoted = statement.trim_start().replace(['"', '`'], "");
+    let s = unquoted.as_str();
+    // The claim reads the rows' payloads (whatever shape the query has); the delete of
+    // delivered rows names the lease table in its fence; lease upkeep touches only the
+    // lease and member tables.
     if s.contains("message_id, message_key") && !s.starts_with("DELETE") {
         "claim"
-    } else if s.starts_with("DELETE FROM") && !s.contains("kafka_orm_relay") {
+    } else if s.starts_with("DELETE FROM") && !s.starts_with("DELETE FROM kafka_orm_relay") {
         "delete"
     } else if s.contains("kafka_orm_relay") {
         "lease"
