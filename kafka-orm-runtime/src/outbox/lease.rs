@@ -22,17 +22,18 @@
 //! SIGKILLed process) and which a live process of the same name still holds (then the
 //! newcomer waits for expiry like everyone else). A graceful stop releases at once; a
 //! dead instance that is not restarted hands over after the TTL (default 6 s).
+//!
+//! The keeper's statements are in `lease_sql.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
+use sea_orm::DatabaseConnection;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use super::BUCKETS;
 use super::relay::Shared;
-use crate::error::{Error, Result};
 
 /// Table holding the bucket leases of relay instances (PostgreSQL).
 pub const LEASE_TABLE: &str = "kafka_orm_relay_leases";
@@ -227,158 +228,6 @@ impl LeaseKeeper {
             self.shared.error(e.to_string());
         }
         self.shared.set_owned(self.table, 0);
-    }
-
-    /// A statement of this file: PostgreSQL, numbered parameters.
-    fn sql(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
-    }
-
-    fn ctx(&self) -> String {
-        format!("maintaining relay leases (outbox table `{}`)", self.table)
-    }
-
-    async fn pairs(&self, sql: &str, values: Vec<Value>) -> Result<BTreeMap<i32, i64>> {
-        let rows = self
-            .db
-            .query_all_raw(self.sql(sql, values))
-            .await
-            .map_err(|e| Error::db(self.ctx(), e))?;
-        rows.iter()
-            .map(|r| Ok((r.try_get_by_index::<i32>(0)?, r.try_get_by_index::<i64>(1)?)))
-            .collect::<std::result::Result<_, sea_orm::DbErr>>()
-            .map_err(|e| Error::db(self.ctx(), e))
-    }
-
-    async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64> {
-        self.db
-            .execute_raw(self.sql(sql, values))
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(|e| Error::db(self.ctx(), e))
-    }
-
-    /// One renewal round: renew what is held (same epochs only), heartbeat, then give
-    /// back above the fair share or take free, expired or own-name buckets up to it.
-    async fn round(&self, sent: Instant) -> Result<LeaseView> {
-        let table = self.table;
-        let me = self.me.clone();
-        let ttl = self.timing.ttl.as_millis() as i64;
-        let held = self.view.borrow().tokens();
-        let mut owned = if held.is_empty() {
-            BTreeMap::new()
-        } else {
-            let renew = format!(
-                "UPDATE {LEASE_TABLE} SET expires_at = {PG_NOW_MS} + $1 \
-                 WHERE outbox = $2 AND owner = $3 AND expires_at > {PG_NOW_MS} \
-                 AND (bucket || ':' || epoch) = ANY(string_to_array($4, ',')) \
-                 RETURNING bucket, epoch"
-            );
-            self.pairs(
-                &renew,
-                vec![ttl.into(), table.into(), me.clone().into(), held.into()],
-            )
-            .await?
-        };
-        let heartbeat = format!(
-            "INSERT INTO {MEMBER_TABLE} (outbox, owner, expires_at) VALUES ($1, $2, {PG_NOW_MS} + $3) \
-             ON CONFLICT (outbox, owner) DO UPDATE SET expires_at = EXCLUDED.expires_at"
-        );
-        self.exec(
-            &heartbeat,
-            vec![table.into(), me.clone().into(), ttl.into()],
-        )
-        .await?;
-        let members = format!(
-            "SELECT COUNT(*) FROM {MEMBER_TABLE} WHERE outbox = $1 AND expires_at > {PG_NOW_MS}"
-        );
-        let members = self
-            .db
-            .query_one_raw(self.sql(&members, vec![table.into()]))
-            .await
-            .map_err(|e| Error::db(self.ctx(), e))?
-            .map(|r| r.try_get_by_index::<i64>(0))
-            .transpose()
-            .map_err(|e| Error::db(self.ctx(), e))?
-            .unwrap_or(1);
-        let valid_until = self.timing.valid_until(sent);
-        match share_plan(owned.len(), members.max(1) as usize) {
-            SharePlan::Keep => {}
-            SharePlan::Release(n) => {
-                let give_back: Vec<i32> = owned.keys().rev().take(n).copied().collect();
-                give_back.iter().for_each(|b| {
-                    owned.remove(b);
-                });
-                // Stop using them first; release once no batch holds them.
-                self.view.send_replace(LeaseView {
-                    owned: owned.clone(),
-                    valid_until,
-                });
-                let _guard = self.batch_lock.lock().await;
-                let list = give_back
-                    .iter()
-                    .map(i32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let release = format!(
-                    "UPDATE {LEASE_TABLE} SET owner = NULL, expires_at = 0 \
-                     WHERE outbox = $1 AND owner = $2 AND bucket = ANY(string_to_array($3, ',')::int[])"
-                );
-                self.exec(&release, vec![table.into(), me.clone().into(), list.into()])
-                    .await?;
-            }
-            SharePlan::Acquire(n) => {
-                let reclaim = if *self.name_locked.borrow() {
-                    "OR owner = $1"
-                } else {
-                    "OR (FALSE AND owner = $1)"
-                };
-                let tokens = LeaseView {
-                    owned: owned.clone(),
-                    valid_until,
-                }
-                .tokens();
-                let acquire = format!(
-                    "UPDATE {LEASE_TABLE} SET owner = $1, epoch = epoch + 1, expires_at = {PG_NOW_MS} + $2 \
-                     WHERE outbox = $3 AND bucket IN (SELECT bucket FROM {LEASE_TABLE} \
-                       WHERE outbox = $3 AND (owner IS NULL OR expires_at <= {PG_NOW_MS} {reclaim}) \
-                       AND NOT ((bucket || ':' || epoch) = ANY(string_to_array($4, ','))) \
-                       ORDER BY (owner IS NOT DISTINCT FROM $1) DESC, bucket LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                     RETURNING bucket, epoch"
-                );
-                let got = self
-                    .pairs(
-                        &acquire,
-                        vec![
-                            me.into(),
-                            ttl.into(),
-                            table.into(),
-                            tokens.into(),
-                            (n as i64).into(),
-                        ],
-                    )
-                    .await?;
-                owned.extend(got);
-            }
-        }
-        Ok(LeaseView { owned, valid_until })
-    }
-
-    async fn release_all(&self) -> Result<()> {
-        let me = self.me.clone();
-        self.exec(
-            &format!(
-                "UPDATE {LEASE_TABLE} SET owner = NULL, expires_at = 0 WHERE outbox = $1 AND owner = $2"
-            ),
-            vec![self.table.into(), me.clone().into()],
-        )
-        .await?;
-        self.exec(
-            &format!("DELETE FROM {MEMBER_TABLE} WHERE outbox = $1 AND owner = $2"),
-            vec![self.table.into(), me.into()],
-        )
-        .await?;
-        Ok(())
     }
 }
 

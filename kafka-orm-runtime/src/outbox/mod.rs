@@ -57,6 +57,7 @@ mod columns;
 mod deliver;
 mod health;
 mod lease;
+mod lease_sql;
 mod listen;
 mod name_lock;
 mod publish;
