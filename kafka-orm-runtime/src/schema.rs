@@ -11,8 +11,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, State
 
 use crate::error::{Error, Result};
 use crate::ident;
-use crate::outbox::relay::{LEASE_TABLE, MEMBER_TABLE};
-use crate::outbox::{self, BUCKETS};
+use crate::tables::outbox::{self, BUCKETS, LEASE_TABLE, MEMBER_TABLE};
 use crate::tables::{Column, INBOX, LEASES, MEMBERS, OUTBOX, TableDef, ddl};
 use crate::topic::TopicSpec;
 

@@ -35,12 +35,7 @@ use tokio::sync::{Mutex as AsyncMutex, watch};
 use super::BUCKETS;
 use super::relay::Shared;
 
-/// Table holding the bucket leases of relay instances (PostgreSQL).
-pub const LEASE_TABLE: &str = "kafka_orm_relay_leases";
-
-/// Table where live relay instances announce themselves, so that each can compute its
-/// fair share of buckets (PostgreSQL).
-pub const MEMBER_TABLE: &str = "kafka_orm_relay_members";
+pub use crate::tables::outbox::{LEASE_TABLE, MEMBER_TABLE};
 
 /// The database clock in epoch milliseconds, so lease expiry never depends on the
 /// relay machines' clocks agreeing.

@@ -73,22 +73,14 @@ use crate::error::{Error, Result};
 use crate::ident;
 use crate::key::ColumnKind;
 use crate::producer::{self, Headers};
+pub use crate::tables::outbox::{BUCKETS, create_table_sql};
+pub(crate) use crate::tables::outbox::{key_columns, table_of};
 use crate::telemetry::trace::{self, Messaging, Operation};
-use crate::topic::{OutboxTopic, Topic, TopicSpec};
+use crate::topic::{OutboxTopic, Topic};
 pub(crate) use crate::util::{now_ms, stable_hash};
-pub use columns::create_table_sql;
-pub(crate) use columns::{columns, key_columns};
-
-/// Number of key-hash buckets; relay instances own buckets, never single rows.
-pub const BUCKETS: i32 = 64;
 
 /// Channel the outbox `NOTIFY`s on (PostgreSQL); the payload is the table name.
 pub const NOTIFY_CHANNEL: &str = "kafka_orm_outbox";
-
-/// The outbox table of `spec`, or a typed error when the topic has no outbox.
-pub(crate) fn table_of(spec: &'static TopicSpec) -> &'static str {
-    spec.outbox.map(|o| o.table).unwrap_or(spec.name)
-}
 
 /// The bucket of a row: its key's hash, or its message id's for key-less rows (which
 /// need no order, so they spread over every bucket).

@@ -18,6 +18,7 @@
 
 pub(crate) mod ddl;
 pub(crate) mod described;
+pub(crate) mod outbox;
 
 use std::borrow::Cow;
 
