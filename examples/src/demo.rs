@@ -160,25 +160,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. The handler applies each event once, in a transaction with the inbox row.
     let billing = orders
-        .handler(|txn, msg| {
-            Box::pin(async move {
-                invoice::ActiveModel {
-                    order_id: Set(msg.order_id),
-                    customer_id: Set(msg.customer_id.clone()),
-                    total_cents: Set(msg.total_cents),
-                    ..Default::default()
-                }
-                .insert(txn)
-                .await?;
-                println!(
-                    "billed     order {} of {} from partition {} offset {}",
-                    msg.order_id,
-                    msg.customer_id,
-                    msg.partition(),
-                    msg.offset()
-                );
-                Ok(())
-            })
+        .handler(async |txn, msg| {
+            invoice::ActiveModel {
+                order_id: Set(msg.order_id),
+                customer_id: Set(msg.customer_id.clone()),
+                total_cents: Set(msg.total_cents),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await?;
+            println!(
+                "billed     order {} of {} from partition {} offset {}",
+                msg.order_id,
+                msg.customer_id,
+                msg.partition(),
+                msg.offset()
+            );
+            Ok(())
         })
         .spawn()
         .await?;

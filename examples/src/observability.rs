@@ -126,11 +126,9 @@ async fn start(prometheus: PrometheusHandle) -> Result<App, Box<dyn std::error::
     let relay = orm.outbox_relay().spawn().await?;
     let handler = orm
         .topic::<PaymentMade>()
-        .handler(|_txn, payment| {
-            Box::pin(async move {
-                tracing::debug!(payment = payment.payment_id, "booked");
-                Ok(())
-            })
+        .handler(async |_txn, payment| {
+            tracing::debug!(payment = payment.payment_id, "booked");
+            Ok(())
         })
         .lag_threshold(1_000)
         .spawn()

@@ -140,13 +140,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (done, mut applied) = tokio::sync::mpsc::unbounded_channel();
     let billing = orm
         .topic::<OrderPlaced>()
-        .handler(move |_txn, order| {
-            let done = done.clone();
-            Box::pin(async move {
-                // Runs in the handler's span: a child of the request's trace.
-                let _ = done.send(order.order_id);
-                Ok(())
-            })
+        .handler(async move |_txn, order| {
+            // Runs in the handler's span: a child of the request's trace.
+            let _ = done.send(order.order_id);
+            Ok(())
         })
         .spawn()
         .await?;

@@ -232,7 +232,7 @@ async fn inbox_rows_through_the_entity(orm: &KafkaOrm, db: &DatabaseConnection) 
     topic.produce(&payments[1]).await.unwrap(); // resent: a duplicate
 
     let h = topic
-        .handler(|_txn, _msg| Box::pin(async move { Ok(()) }))
+        .handler_boxed(|_txn, _msg| Box::pin(async move { Ok(()) }))
         .spawn()
         .await
         .unwrap();

@@ -78,7 +78,7 @@ async fn apply(
 
 async fn payments(orm: &KafkaOrm) -> RunningHandler {
     orm.topic::<Payment>()
-        .handler(|txn, m| Box::pin(apply(txn, m.id, m.amount, (m.partition(), m.offset()))))
+        .handler_boxed(|txn, m| Box::pin(apply(txn, m.id, m.amount, (m.partition(), m.offset()))))
         .spawn()
         .await
         .unwrap()
@@ -86,7 +86,7 @@ async fn payments(orm: &KafkaOrm) -> RunningHandler {
 
 async fn refunds(orm: &KafkaOrm) -> RunningHandler {
     orm.topic::<Refund>()
-        .handler(|txn, m| Box::pin(apply(txn, m.id, m.amount, (m.partition(), m.offset()))))
+        .handler_boxed(|txn, m| Box::pin(apply(txn, m.id, m.amount, (m.partition(), m.offset()))))
         // Far in the future: the tier's record stays put while we count it.
         .retry_topic_delays([Duration::from_secs(3600); 3])
         .spawn()

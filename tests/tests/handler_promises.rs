@@ -161,7 +161,9 @@ async fn a_running_handler_purges_expired_inbox_rows_by_itself_and_keeps_fresh_o
     };
     let topic = orm.topic::<Expiring>();
     let h = topic
-        .handler(|txn, msg| Box::pin(record(txn, msg.id, "-", msg.partition(), msg.offset(), 1)))
+        .handler_boxed(|txn, msg| {
+            Box::pin(record(txn, msg.id, "-", msg.partition(), msg.offset(), 1))
+        })
         .purge_interval(Duration::from_millis(200))
         .spawn()
         .await
@@ -268,7 +270,7 @@ async fn after_a_join_no_applied_message_reaches_the_handler_body_again() {
         let (orm, db, again) = (orm.clone(), db.clone(), Arc::clone(&again));
         async move {
             orm.topic::<PlainTransfer>()
-                .handler(move |txn, msg| {
+                .handler_boxed(move |txn, msg| {
                     let (db, again) = (db.clone(), Arc::clone(&again));
                     Box::pin(async move {
                         // Applied (and committed) before? Read outside this transaction.
@@ -340,7 +342,7 @@ async fn after_a_join_the_inbox_has_no_applied_message_to_skip() {
         let orm = orm.clone();
         async move {
             orm.topic::<Transfer>()
-                .handler(move |txn, msg| {
+                .handler_boxed(move |txn, msg| {
                     Box::pin(async move {
                         tokio::time::sleep(REBALANCE_WORK).await;
                         record(
@@ -419,7 +421,7 @@ async fn with_key_lanes_the_commit_never_passes_an_unfinished_message() {
     let first = {
         let (started_slow, crashed) = (Arc::clone(&started_slow), Arc::clone(&crashed));
         topic
-            .handler(move |txn, msg| {
+            .handler_boxed(move |txn, msg| {
                 let (started_slow, crashed) = (Arc::clone(&started_slow), Arc::clone(&crashed));
                 Box::pin(async move {
                     if msg.account.starts_with("slow") {
@@ -482,7 +484,7 @@ async fn with_key_lanes_the_commit_never_passes_an_unfinished_message() {
     // everything after it that was not applied; and it must not go back before offset 10
     // (what finished in order was committed).
     let second = topic
-        .handler(|txn, msg| Box::pin(record(txn, msg.id, &msg.account, 0, msg.offset(), 2)))
+        .handler_boxed(|txn, msg| Box::pin(record(txn, msg.id, &msg.account, 0, msg.offset(), 2)))
         .key_concurrency(4)
         .spawn()
         .await

@@ -186,7 +186,7 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
         .unwrap();
     let handler = orm
         .topic::<Order>()
-        .handler(|_txn, msg| {
+        .handler_boxed(|_txn, msg| {
             Box::pin(async move {
                 GATE.pass().await;
                 if msg.poison {

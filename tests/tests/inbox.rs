@@ -102,7 +102,7 @@ async fn apply(
 
 async fn spawn_ledger(orm: &KafkaOrm) -> RunningHandler {
     orm.topic::<PaymentReceived>()
-        .handler(|txn, msg| Box::pin(apply(txn, msg)))
+        .handler_boxed(|txn, msg| Box::pin(apply(txn, msg)))
         .concurrency(4)
         .spawn()
         .await
@@ -196,7 +196,7 @@ async fn duplicates_are_applied_once() {
     let applied_notes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = applied_notes.clone();
     let n = notes
-        .handler(move |_txn, _msg| {
+        .handler_boxed(move |_txn, _msg| {
             let counter = counter.clone();
             Box::pin(async move {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -386,7 +386,7 @@ async fn a_slow_handler_pauses_and_resumes_partitions_without_rebalancing() {
         .unwrap();
     let h = orm
         .topic::<PaymentReceived>()
-        .handler(|txn, msg| {
+        .handler_boxed(|txn, msg| {
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 apply(txn, msg).await
@@ -472,7 +472,7 @@ async fn batch_mode_applies_each_once_in_key_order_and_isolates_a_bad_message() 
         .unwrap();
     let h = orm
         .topic::<PaymentReceived>()
-        .handler(|txn, msg| Box::pin(apply(txn, msg)))
+        .handler_boxed(|txn, msg| Box::pin(apply(txn, msg)))
         .batch(100, Duration::from_millis(20))
         .spawn()
         .await
@@ -537,7 +537,7 @@ async fn sqlite_inbox_round_trip() {
     payments.produce_all(&events).await.unwrap();
     payments.produce_all(&events[..10]).await.unwrap(); // resent
     let h = payments
-        .handler(|txn, msg| Box::pin(apply(txn, msg)))
+        .handler_boxed(|txn, msg| Box::pin(apply(txn, msg)))
         .concurrency(1)
         .spawn()
         .await
@@ -584,7 +584,7 @@ async fn retry_topics_retry_later_without_blocking_the_partition_then_dead_lette
     let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = applied.clone();
     let h = shipments
-        .handler(move |_txn, msg| {
+        .handler_boxed(move |_txn, msg| {
             let log = log.clone();
             Box::pin(async move {
                 if msg.attempt() <= msg.fail_times {
@@ -635,7 +635,7 @@ async fn a_batch_handler_gets_only_new_messages_and_writes_them_at_once() {
     payments.produce_all(&events).await.unwrap();
     payments.produce_all(&events[..300]).await.unwrap(); // resent: must be skipped
     let h = payments
-        .batch_handler(500, Duration::from_millis(50), |txn, msgs| {
+        .batch_handler_boxed(500, Duration::from_millis(50), |txn, msgs| {
             Box::pin(async move {
                 // One multi-row insert for the whole batch.
                 let mut sql = String::from(

@@ -77,7 +77,7 @@ async fn tables_at_the_length_limit_keep_their_indexes_and_the_inbox_dedups() {
     topic.produce(&LongNamed { id: 7 }).await.unwrap();
     topic.produce(&LongNamed { id: 7 }).await.unwrap();
     let h = topic
-        .handler(|_, _| Box::pin(async { Ok(()) }))
+        .handler_boxed(|_, _| Box::pin(async { Ok(()) }))
         .spawn()
         .await
         .unwrap();

@@ -274,7 +274,7 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
     GATE.set_open(false);
     let handler = orm
         .topic::<Order>()
-        .handler(|_txn, msg| {
+        .handler_boxed(|_txn, msg| {
             Box::pin(async move {
                 GATE.pass().await;
                 tokio::time::sleep(Duration::from_millis(30)).await;

@@ -205,7 +205,7 @@ async fn outbox_relay_and_inbox_handler_over_sasl_ssl() {
     let relay = orm.outbox_relay().spawn().await.unwrap();
     let handler = orm
         .topic::<Transfer>()
-        .handler(|txn, msg| Box::pin(async move { apply(txn, msg).await }))
+        .handler_boxed(|txn, msg| Box::pin(async move { apply(txn, msg).await }))
         .spawn()
         .await
         .unwrap();

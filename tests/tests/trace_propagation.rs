@@ -180,7 +180,7 @@ async fn publish_relay_handler_is_one_trace() {
     static SEEN: Mutex<Vec<(i64, TraceId)>> = Mutex::new(Vec::new());
     let relay = orm.outbox_relay().spawn().await.unwrap();
     let handler = orders
-        .handler(|_txn, msg| {
+        .handler_boxed(|_txn, msg| {
             Box::pin(async move {
                 let cx = context_of(&tracing::Span::current());
                 SEEN.lock().unwrap().push((msg.id, cx.trace_id()));
@@ -358,7 +358,7 @@ async fn a_batch_handler_links_to_every_message() {
         .collect();
 
     let handler = entries
-        .batch_handler(10, Duration::from_secs(2), |_txn, _msgs| {
+        .batch_handler_boxed(10, Duration::from_secs(2), |_txn, _msgs| {
             Box::pin(async move { Ok(()) })
         })
         .spawn()

@@ -30,13 +30,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (seen, mut greeted) = tokio::sync::mpsc::unbounded_channel();
     let greeter = orm
         .topic::<Greeting>()
-        .handler(move |_txn, msg| {
-            let seen = seen.clone();
-            Box::pin(async move {
-                println!("hello, {}!", msg.name); // database writes go on `_txn`
-                seen.send(msg.id).ok();
-                Ok(())
-            })
+        .handler(async move |_txn, msg| {
+            println!("hello, {}!", msg.name); // database writes go on `_txn`
+            seen.send(msg.id).ok();
+            Ok(())
         })
         .spawn()
         .await?;

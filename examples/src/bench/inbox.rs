@@ -238,15 +238,13 @@ async fn handler_run(
     let running = if batch {
         // Batch mode: one transaction and one SeaORM `insert_many` per batch.
         topic
-            .batch_handler(BATCH, BATCH_WAIT, |txn, msgs| {
-                Box::pin(handle_batch(txn, msgs))
-            })
+            .batch_handler(BATCH, BATCH_WAIT, handle_batch)
             .concurrency(concurrency)
             .spawn()
             .await?
     } else {
         topic
-            .handler(|txn, msg| Box::pin(handle(txn, msg)))
+            .handler(handle)
             .concurrency(concurrency)
             .spawn()
             .await?

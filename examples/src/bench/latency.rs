@@ -407,13 +407,10 @@ async fn outbox_run(
             .orm
             .topic::<BenchEvent>()
             .group("bench-handler")
-            .handler(move |txn, msg| {
-                let finished = Arc::clone(&finished);
-                Box::pin(async move {
-                    handle(txn, msg).await?;
-                    finished.lock().unwrap().push((msg.seq, now_us()));
-                    Ok(())
-                })
+            .handler(async move |txn, msg| {
+                handle(txn, msg).await?;
+                finished.lock().unwrap().push((msg.seq, now_us()));
+                Ok(())
             })
             .spawn()
             .await?;

@@ -284,10 +284,7 @@ pub async fn consumer(env: Env, name: String, stable: bool) -> Result<()> {
     let who: Arc<str> = Arc::from(name.as_str());
     let mut builder = orm
         .topic::<ChaosEvent>()
-        .handler(move |txn, msg| {
-            let who = Arc::clone(&who);
-            Box::pin(async move { apply(txn, msg, &who).await })
-        })
+        .handler(async move |txn, msg| apply(txn, msg, &who).await)
         .concurrency(6);
     if stable {
         builder = builder.instance_id(name.clone());

@@ -14,7 +14,8 @@ use crate::telemetry::lag::{LagFn, LastLag};
 /// What a handler's health check reads, filled by the running handler.
 pub(crate) struct HandlerWatch {
     pub orm: KafkaOrm,
-    pub db: DatabaseConnection,
+    /// The database, for a handler in a transaction.
+    pub db: Option<DatabaseConnection>,
     /// The handler's topic (namespace applied).
     pub topic: String,
     /// The error that stopped the handler, once it did.
@@ -35,13 +36,13 @@ impl HandlerWatch {
 }
 
 impl RunningHandler {
-    /// Ready when the broker and the database answer and the handler runs; down once it
-    /// stopped (with the error, if one stopped it); degraded while a partition's sampled
-    /// committed-offset lag is above [`lag_threshold`](crate::handler::HandlerBuilder::lag_threshold).
+    /// Ready when the broker and (for a handler in a transaction) the database answer and
+    /// the handler runs; down once it stopped (with the error, if one stopped it); degraded
+    /// while a partition's sampled committed-offset lag is above [`lag_threshold`](crate::handler::HandlerBuilder::lag_threshold).
     /// Takes at most [`PROBE_TIMEOUT`](crate::health::PROBE_TIMEOUT).
     pub async fn health(&self) -> Health {
         let watch = &self.watch;
-        let mut reasons = probe::connections(&watch.orm, Some(&watch.db)).await;
+        let mut reasons = probe::connections(&watch.orm, watch.db.as_ref()).await;
         if self.is_finished() {
             let topic = watch.topic.clone();
             let failure = watch

@@ -2,31 +2,30 @@
 //! One lane per partition, or per partition and key hash with key concurrency; a
 //! semaphore bounds how many work at once.
 //!
-//! Each message runs in one database transaction with its inbox row; failures retry in
-//! place with backoff, then go to a retry tier or the dead-letter topic (exactly once, see
+//! Each message runs as its handler applies it ([`super::apply`]: in one database
+//! transaction with its inbox row, or without a database); failures retry in place with
+//! backoff, then go to a retry tier or the dead-letter topic (exactly once, see
 //! [`super::forward`]), are skipped, or stop the handler.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use rdkafka::consumer::Consumer;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::Instrument;
 
+use super::apply::{Applied, Apply, Attempt};
 use super::dlq::{self, Failure, RawRecord};
 use super::forward::Forwarder;
 use super::partitions::{Shared, Tp};
 use super::poll::ClientGuard;
 use super::retry::{self, RETRY_DUE, RETRY_FIRST_FAILURE, RETRY_TIERS};
-use super::{Counters, Handler, HandlerError, OnExhausted};
+use super::{Counters, OnExhausted};
 use crate::backoff::Backoff;
 use crate::consumer::Delivery;
 use crate::error::Error;
-use crate::inbox;
 use crate::producer::TRACEPARENT_HEADER;
 use crate::telemetry::trace::{self, Operation};
 use crate::topic::{Consumable, Topic};
@@ -90,7 +89,8 @@ struct Failed<'a> {
 
 /// Everything a lane needs.
 pub(crate) struct Lane<T, H> {
-    pub db: DatabaseConnection,
+    /// The context's database, for a handler in a transaction.
+    pub db: Option<DatabaseConnection>,
     pub group: String,
     pub handler: Arc<H>,
     pub shared: Arc<Shared>,
@@ -107,7 +107,7 @@ pub(crate) struct Lane<T, H> {
 }
 
 /// A lane's task: receive work, apply it, record where it ended.
-pub(crate) async fn run<T: Consumable, H: Handler<T>>(
+pub(crate) async fn run<T: Consumable, H: Apply<T>>(
     lane: Arc<Lane<T, H>>,
     mut rx: mpsc::UnboundedReceiver<Work<T>>,
 ) {
@@ -141,7 +141,7 @@ pub(crate) async fn run<T: Consumable, H: Handler<T>>(
     }
 }
 
-impl<T: Consumable, H: Handler<T>> Lane<T, H> {
+impl<T: Consumable, H: Apply<T>> Lane<T, H> {
     /// Marks `place` in flight if its partition is still ours in the same generation.
     fn begin(&self, place: Place) -> bool {
         let mut parts = self.shared.lock();
@@ -349,7 +349,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         Done::Abandoned
     }
 
-    /// One transaction: inbox row, handler, commit.
+    /// One attempt, as the handler applies it (see [`super::apply`]), in its span.
     async fn attempt(&self, delivery: &Delivery<T>) -> std::result::Result<(), Attempt> {
         let span = tracing::info_span!(
             "kafka_orm.handle",
@@ -362,65 +362,32 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         );
         trace::describe(&span, Operation::Process, &delivery.messaging(&self.group));
         trace::continue_from(&span, &delivery.headers);
-        async {
-            let started = Instant::now();
-            let txn =
-                self.db.begin().await.map_err(|e| {
-                    Attempt::Infra(Error::db("beginning the handler transaction", e))
-                })?;
-            if !inbox::record(&txn, &self.group, delivery)
-                .await
-                .map_err(Attempt::Infra)?
-            {
-                Counters::bump(&self.shared.counters.duplicates);
-                self.shared.metrics.duplicates.increment(1);
-                let _ = txn.rollback().await;
-                return Ok(());
+        let started = Instant::now();
+        let applied = self
+            .handler
+            .apply(self.db.as_ref(), &self.group, delivery)
+            .instrument(span)
+            .await;
+        let (counters, metrics) = (&self.shared.counters, &self.shared.metrics);
+        match applied {
+            Ok(Applied::Duplicate) => {
+                Counters::bump(&counters.duplicates);
+                metrics.duplicates.increment(1);
             }
-            if let Err(e) = self.call(&txn, delivery).await {
-                self.shared.metrics.processed(started.elapsed(), false);
-                return Err(Attempt::Handler(e));
+            Ok(Applied::Handled) => {
+                Counters::bump(&counters.handled);
+                if H::DATABASE {
+                    Counters::bump(&counters.transactions);
+                }
+                counters.latency.record(started.elapsed());
+                metrics.handled.increment(1);
+                metrics.processed(started.elapsed(), true);
             }
-            txn.commit()
-                .await
-                .map_err(|e| Attempt::Infra(Error::db("committing the handler transaction", e)))?;
-            Counters::bump(&self.shared.counters.handled);
-            Counters::bump(&self.shared.counters.transactions);
-            self.shared.counters.latency.record(started.elapsed());
-            self.shared.metrics.handled.increment(1);
-            self.shared.metrics.processed(started.elapsed(), true);
-            Ok(())
+            Err(Attempt::Handler(_)) => metrics.processed(started.elapsed(), false),
+            Err(Attempt::Infra(_)) => {}
         }
-        .instrument(span)
-        .await
+        applied.map(|_| ())
     }
-
-    /// Calls the handler, turning a panic into an error.
-    async fn call(
-        &self,
-        txn: &DatabaseTransaction,
-        delivery: &Delivery<T>,
-    ) -> std::result::Result<(), HandlerError> {
-        match AssertUnwindSafe(self.handler.handle(txn, delivery))
-            .catch_unwind()
-            .await
-        {
-            Ok(result) => result,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic".into());
-                Err(format!("the handler panicked: {what}").into())
-            }
-        }
-    }
-}
-
-enum Attempt {
-    Infra(Error),
-    Handler(HandlerError),
 }
 
 /// A raw record rebuilt from a decoded delivery (when raw bytes were not kept).

@@ -1,22 +1,19 @@
-//! Batch mode of a lane: up to N messages in one transaction with one inbox statement;
-//! a failing batch is retried message by message.
+//! Batch mode of a lane: up to N messages at once (with a database, in one transaction
+//! with one inbox statement); a failing batch is retried message by message.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use futures_util::FutureExt;
-use sea_orm::TransactionTrait;
 use tracing::Instrument;
 
+use super::Counters;
+use super::apply::Apply;
 use super::lane::{Done, Lane, Work};
-use super::{Counters, Handler};
 use crate::consumer::Delivery;
-use crate::inbox;
 use crate::telemetry::trace::{self, Messaging, Operation};
 use crate::topic::Consumable;
 
-impl<T: Consumable, H: Handler<T>> Lane<T, H> {
+impl<T: Consumable, H: Apply<T>> Lane<T, H> {
     /// Batch mode: one transaction for all of `works`; on any failure, one by one.
     pub(super) async fn batch(&self, works: Vec<Work<T>>) {
         let places: Vec<_> = works.iter().map(Work::place).collect();
@@ -33,7 +30,7 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         }
     }
 
-    /// Returns whether the whole batch committed (all decodable, handled or duplicates).
+    /// Returns whether the whole batch went through (all decodable, handled or duplicates).
     async fn try_batch(&self, works: &[Work<T>]) -> bool {
         let deliveries: Vec<&Delivery<T>> = works
             .iter()
@@ -66,42 +63,29 @@ impl<T: Consumable, H: Handler<T>> Lane<T, H> {
         self.batch_transaction(&deliveries).instrument(span).await
     }
 
-    /// One transaction for `deliveries`: their inbox rows, the handler on the new ones, commit.
+    /// `deliveries` at once, as the handler applies them (see [`super::apply`]); whether
+    /// they all went through.
     async fn batch_transaction(&self, deliveries: &[&Delivery<T>]) -> bool {
         let _permit = self.permits.acquire().await;
         let started = Instant::now();
-        let Ok(txn) = self.db.begin().await else {
+        let Some(applied) = self
+            .handler
+            .apply_batch(self.db.as_ref(), &self.group, deliveries)
+            .await
+        else {
             return false;
         };
-        // One statement records the whole batch in the inbox; only new messages are handled.
-        let Ok(fresh) = inbox::record_batch(&txn, &self.group, deliveries).await else {
-            let _ = txn.rollback().await;
-            return false;
-        };
-        let new: Vec<&Delivery<T>> = deliveries
-            .iter()
-            .zip(&fresh)
-            .filter_map(|(d, f)| f.then_some(*d))
-            .collect();
-        let duplicates = (deliveries.len() - new.len()) as u64;
-        if !new.is_empty() {
-            let call = AssertUnwindSafe(self.handler.handle_batch(&txn, &new)).catch_unwind();
-            if !matches!(call.await, Ok(Ok(()))) {
-                let _ = txn.rollback().await;
-                return false;
-            }
-        }
-        if txn.commit().await.is_err() {
-            return false;
-        }
         let c = &self.shared.counters;
-        c.handled.fetch_add(new.len() as u64, Ordering::Relaxed);
-        c.duplicates.fetch_add(duplicates, Ordering::Relaxed);
-        Counters::bump(&c.transactions);
+        c.handled.fetch_add(applied.handled, Ordering::Relaxed);
+        c.duplicates
+            .fetch_add(applied.duplicates, Ordering::Relaxed);
+        if H::DATABASE {
+            Counters::bump(&c.transactions);
+        }
         c.latency.record(started.elapsed());
         let m = &self.shared.metrics;
-        m.handled.increment(new.len() as u64);
-        m.duplicates.increment(duplicates);
+        m.handled.increment(applied.handled);
+        m.duplicates.increment(applied.duplicates);
         m.processed(started.elapsed(), true);
         true
     }

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer};
 
-use super::Handler;
+use super::apply::Apply;
 use super::dlq::RawRecord;
 use super::forward::Forward;
 use super::lane::{Done, Lane, Place};
 use crate::error::Error;
 use crate::topic::Consumable;
 
-impl<T: Consumable, H: Handler<T>> Lane<T, H> {
+impl<T: Consumable, H: Apply<T>> Lane<T, H> {
     /// Sends `record` to `topic` in one Kafka transaction with the source offset, once
     /// the message is its partition's watermark head (see [`super::forward`]); retries
     /// until that works or the partition is gone.

@@ -1,15 +1,24 @@
-//! Handlers: consume a topic and apply each message in a database transaction, with the
-//! inbox, retries, the dead-letter topic, concurrency and watermark commits.
+//! Handlers: consume a topic and apply each message, in a database transaction with the
+//! inbox or without a database, with retries, the dead-letter topic, concurrency and
+//! watermark commits.
 //!
 //! ```text
 //! orm.topic::<OrderCreated>()
-//!     .handler(|txn, msg| Box::pin(async move {
+//!     .handler(async |txn, order| {
 //!         billing::Entity::insert(..).exec(txn).await?;   // SeaORM writes on txn
 //!         Ok(())
-//!     }))
+//!     })
 //!     .concurrency(8)
 //!     .run_until(shutdown).await?;
+//!
+//! orm.topic::<PageViewed>()                              // no database, no inbox
+//!     .handler_without_database(async |view| { stats.record(&view.page).await })
+//!     .spawn().await?;
 //! ```
+//!
+//! A handler is an async closure or an `async fn` ([`TopicHandle::handler`],
+//! [`TopicHandle::handler_without_database`]), or a struct implementing [`Handler`] or
+//! [`HandlerWithoutDatabase`] with `async fn` ([`TopicHandle::handler_with`]).
 //!
 //! What holds:
 //!
@@ -17,6 +26,9 @@
 //!   message's inbox row (topics with `inbox`); a duplicate is skipped, never re-applied.
 //!   The offset is stored only after the commit; a crash in between redelivers, and the
 //!   inbox skips it.
+//! - **At least once without one.** A [`HandlerWithoutDatabase`] gets everything below;
+//!   its offset is stored after it returned, so a crash or rebalance in between hands the
+//!   message to it again.
 //! - **Order.** One partition's messages are handled one after another, or, with
 //!   [`HandlerBuilder::key_concurrency`], one key's messages are; partitions (and keys)
 //!   run concurrently up to [`HandlerBuilder::concurrency`].
@@ -44,7 +56,9 @@
 //! - **Database outages** are retried with backoff without using up attempts: a message is
 //!   dead-lettered for what the handler did, never because the database was down.
 
+mod apply;
 mod dlq;
+mod forms;
 mod forward;
 mod health;
 mod lane;
@@ -55,20 +69,25 @@ mod poll;
 mod retry;
 mod runner;
 mod running;
+mod traits;
 mod watermark;
 
 pub use crate::telemetry::lag::PartitionLag;
+pub use apply::{AnyHandler, InDatabase, InTransaction, NoDatabase, WithoutDatabase};
 pub(crate) use dlq::{Failure, RawRecord, dead_letter};
+pub use forms::{
+    AsyncFnBatchHandler, AsyncFnHandler, AsyncFnWithoutDatabase, BatchHandlerFn, FnBatchHandler,
+    FnHandler, HandlerFn, HandlerWithoutDatabaseFn,
+};
 pub(crate) use running::Counters;
 pub use running::{HandlerStats, RunningHandler};
+pub use traits::{BatchFuture, Handler, HandlerError, HandlerFuture, HandlerWithoutDatabase};
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use sea_orm::DatabaseTransaction;
+use apply::Apply;
 
-use crate::consumer::Delivery;
 use crate::context::TopicHandle;
 use crate::defaults;
 use crate::error::{Error, Result};
@@ -78,99 +97,6 @@ pub use dlq::{
     DLQ_ATTEMPTS, DLQ_ERROR, DLQ_FIRST_FAILURE, DLQ_GROUP, DLQ_LAST_FAILURE, DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC,
 };
-
-/// What a handler returns on failure: any error (`?` works on SeaORM's and your own).
-pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A boxed handler future borrowing the transaction and the delivery.
-pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
-
-/// Applies one message inside a database transaction.
-///
-/// Implement it on a struct for handlers with state (KafkaFlow's `IMessageHandler<T>`), or
-/// pass a closure to [`TopicHandle::handler`].
-pub trait Handler<T>: Send + Sync + 'static {
-    /// Applies `msg` using `txn`; an error rolls the transaction back and retries.
-    fn handle<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msg: &'a Delivery<T>,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
-
-    /// Applies a batch (batch mode: the messages not seen before, in order) in one
-    /// transaction. The default calls [`Handler::handle`] for each; override it to write
-    /// the whole batch with one statement. An error rolls the batch back, and its messages
-    /// are then handled one by one.
-    fn handle_batch<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msgs: &'a [&'a Delivery<T>],
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a
-    where
-        T: Sync,
-    {
-        async move {
-            for msg in msgs {
-                self.handle(txn, msg).await?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// A boxed batch-handler future borrowing the transaction and the deliveries.
-pub type BatchFuture<'a> = HandlerFuture<'a>;
-
-/// A closure handler of whole batches (see [`TopicHandle::batch_handler`]).
-pub struct FnBatchHandler<F>(F);
-
-impl<T, F> Handler<T> for FnBatchHandler<F>
-where
-    T: Sync + 'static,
-    F: for<'a> Fn(&'a DatabaseTransaction, &'a [&'a Delivery<T>]) -> BatchFuture<'a>
-        + Send
-        + Sync
-        + 'static,
-{
-    async fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        msg: &Delivery<T>,
-    ) -> Result<(), HandlerError> {
-        (self.0)(txn, &[msg]).await
-    }
-
-    fn handle_batch<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msgs: &'a [&'a Delivery<T>],
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a
-    where
-        T: Sync,
-    {
-        (self.0)(txn, msgs)
-    }
-}
-
-/// A closure handler (see [`TopicHandle::handler`]).
-pub struct FnHandler<F>(F);
-
-impl<T, F> Handler<T> for FnHandler<F>
-where
-    T: 'static,
-    F: for<'a> Fn(&'a DatabaseTransaction, &'a Delivery<T>) -> HandlerFuture<'a>
-        + Send
-        + Sync
-        + 'static,
-{
-    fn handle<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msg: &'a Delivery<T>,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
-        (self.0)(txn, msg)
-    }
-}
 
 /// What to do with a message whose last attempt failed when the topic has no `dlq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,8 +109,9 @@ pub enum OnExhausted {
     Skip,
 }
 
-/// Configures a handler; get one with [`TopicHandle::handler`] or
-/// [`TopicHandle::handler_with`].
+/// Configures a handler; get one with [`TopicHandle::handler`],
+/// [`TopicHandle::handler_without_database`] or [`TopicHandle::handler_with`]. `H` is the
+/// handler as it runs: [`InTransaction`] or [`WithoutDatabase`].
 #[must_use = "call `.run_until(..)` or `.spawn()` to start the handler"]
 pub struct HandlerBuilder<T, H> {
     topic: TopicHandle<T>,
@@ -211,55 +138,17 @@ pub(crate) struct Config {
 }
 
 impl<T: Consumable> TopicHandle<T> {
-    /// A handler from a closure, in SeaORM's transaction-closure style:
-    ///
-    /// ```text
-    /// orm.topic::<OrderCreated>().handler(|txn, msg| Box::pin(async move {
-    ///     orders::ActiveModel { id: Set(msg.order_id), ..Default::default() }.insert(txn).await?;
-    ///     Ok(())
-    /// }))
-    /// ```
-    pub fn handler<F>(&self, f: F) -> HandlerBuilder<T, FnHandler<F>>
+    /// A handler from a struct implementing [`Handler`] (in a database transaction) or
+    /// [`HandlerWithoutDatabase`], with `async fn`: called by reference, nothing boxed or
+    /// cloned per message.
+    pub fn handler_with<H, M>(&self, handler: H) -> HandlerBuilder<T, H::Apply>
     where
-        F: for<'a> Fn(&'a DatabaseTransaction, &'a Delivery<T>) -> HandlerFuture<'a>
-            + Send
-            + Sync
-            + 'static,
+        H: AnyHandler<T, M>,
     {
-        self.handler_with(FnHandler(f))
-    }
-
-    /// A handler of whole batches, in one transaction per batch (batch mode with up to
-    /// `max` messages, waiting at most `max_wait` to fill one): the closure gets the
-    /// messages the inbox has not seen, and can write them all with one statement.
-    ///
-    /// ```text
-    /// orm.topic::<OrderCreated>().batch_handler(500, Duration::from_millis(20), |txn, msgs| Box::pin(async move {
-    ///     invoices::Entity::insert_many(msgs.iter().map(|m| invoice_of(m))).exec(txn).await?;
-    ///     Ok(())
-    /// }))
-    /// ```
-    pub fn batch_handler<F>(
-        &self,
-        max: usize,
-        max_wait: std::time::Duration,
-        f: F,
-    ) -> HandlerBuilder<T, FnBatchHandler<F>>
-    where
-        F: for<'a> Fn(&'a DatabaseTransaction, &'a [&'a Delivery<T>]) -> BatchFuture<'a>
-            + Send
-            + Sync
-            + 'static,
-    {
-        self.handler_with(FnBatchHandler(f)).batch(max, max_wait)
-    }
-
-    /// A handler from a [`Handler`] implementation.
-    pub fn handler_with<H: Handler<T>>(&self, handler: H) -> HandlerBuilder<T, H> {
         let retry = T::SPEC.retry.unwrap_or(defaults::RETRY);
         HandlerBuilder {
             topic: self.clone(),
-            handler,
+            handler: handler.into_apply(),
             config: Config {
                 concurrency: defaults::HANDLER_CONCURRENCY,
                 key_lanes: defaults::HANDLER_KEY_LANES,
@@ -282,7 +171,7 @@ impl<T: Consumable> TopicHandle<T> {
     }
 }
 
-impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
+impl<T: Consumable, H: Apply<T>> HandlerBuilder<T, H> {
     /// How many messages (or batches) are handled at once, across partitions (default
     /// [`defaults::HANDLER_CONCURRENCY`]).
     pub fn concurrency(mut self, n: usize) -> Self {
@@ -392,13 +281,24 @@ impl<T: Consumable, H: Handler<T>> HandlerBuilder<T, H> {
         self
     }
 
-    /// Starts the handler in the background.
+    /// Starts the handler in the background. A handler in a transaction needs the
+    /// context's database ([`Error::NoDatabase`]); one without a database refuses a topic
+    /// with an inbox ([`Error::Config`]).
     pub async fn spawn(self) -> Result<RunningHandler> {
         let orm = self.topic.orm().clone();
-        let db = orm.database().cloned().ok_or(Error::NoDatabase {
-            operation: "handler",
-            topic: T::SPEC.name,
-        })?;
+        let db = if H::DATABASE {
+            Some(orm.database().cloned().ok_or(Error::NoDatabase {
+                operation: "handler",
+                topic: T::SPEC.name,
+            })?)
+        } else if T::SPEC.inbox.is_some() {
+            return Err(Error::Config(format!(
+                "topic `{}` has an inbox, which only a handler in a transaction uses:                  use `handler(..)` (or `handler_with` a `Handler`) and a database, or drop `inbox`",
+                T::SPEC.name
+            )));
+        } else {
+            None
+        };
         let group = orm.group_for(T::SPEC, self.topic.explicit_group())?;
         runner::start::<T, H>(orm, db, group, self.handler, self.config).await
     }

@@ -17,6 +17,7 @@ use rdkafka::message::OwnedMessage;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use super::apply::Apply;
 use super::dlq::RawRecord;
 use super::forward::Forwarder;
 use super::health::HandlerWatch;
@@ -24,7 +25,7 @@ use super::lane::{self, Lane, Place, Work};
 use super::partitions::{RunnerContext, Shared, Tp};
 use super::poll::{self, Client, ClientGuard, Polled};
 use super::retry::{self, RETRY_TIERS};
-use super::{Config, Counters, Handler, PartitionLag, RunningHandler};
+use super::{Config, Counters, PartitionLag, RunningHandler};
 use crate::backoff::Backoff;
 use crate::consumer;
 use crate::context::KafkaOrm;
@@ -36,9 +37,10 @@ use crate::telemetry::metrics::HandlerMetrics;
 use crate::topic::Consumable;
 use crate::util::stable_hash;
 
-pub(crate) async fn start<T: Consumable, H: Handler<T>>(
+/// Starts the handler; `db` is the context's database when the handler needs it.
+pub(crate) async fn start<T: Consumable, H: Apply<T>>(
     orm: KafkaOrm,
-    db: DatabaseConnection,
+    db: Option<DatabaseConnection>,
     group: String,
     handler: H,
     config: Config,
@@ -64,7 +66,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
     let forwarder =
         forwarder_for::<T>(&orm, &format!("{group}.{topic}.forward.{instance}")).await?;
     let lag = lag_reader(Arc::clone(&client));
-    let watch = health_watch(&orm, &db, &topic, &group, &client, &config);
+    let watch = health_watch(&orm, db.as_ref(), &topic, &group, &client, &config);
     let task_watch = Arc::clone(&watch);
     let lane_tasks = Arc::clone(&shared.lane_tasks);
     let (stop, stopping) = watch::channel(false);
@@ -115,7 +117,7 @@ pub(crate) async fn start<T: Consumable, H: Handler<T>>(
 /// What the handler's health check reads: its connections, failure and lag.
 fn health_watch(
     orm: &KafkaOrm,
-    db: &DatabaseConnection,
+    db: Option<&DatabaseConnection>,
     topic: &str,
     group: &str,
     client: &Arc<ClientGuard>,
@@ -123,7 +125,7 @@ fn health_watch(
 ) -> Arc<HandlerWatch> {
     Arc::new(HandlerWatch {
         orm: orm.clone(),
-        db: db.clone(),
+        db: db.cloned(),
         topic: topic.to_string(),
         failure: Default::default(),
         last_lag: LagSampler::spawn(
@@ -145,7 +147,7 @@ type Poller = (
 
 /// The poll thread of `lane`'s consumer: what it polled, the flag that stops it, and its
 /// thread.
-fn start_poller<T: Consumable, H: Handler<T>>(lane: &Lane<T, H>) -> Result<Poller> {
+fn start_poller<T: Consumable, H: Apply<T>>(lane: &Lane<T, H>) -> Result<Poller> {
     let (poll_tx, poll_rx) = mpsc::channel(poll::POLL_BUFFER);
     let poll_stop = Arc::new(AtomicBool::new(false));
     let poller = poll::spawn(
@@ -261,7 +263,7 @@ fn raw_record(m: &OwnedMessage) -> RawRecord {
 
 /// The dispatcher: take polled messages, decode, queue on lanes; on stop or a fatal error,
 /// let in-flight work finish.
-async fn dispatch<T: Consumable, H: Handler<T>>(
+async fn dispatch<T: Consumable, H: Apply<T>>(
     lane: Arc<Lane<T, H>>,
     mut stopping: watch::Receiver<bool>,
     mut fatal: mpsc::UnboundedReceiver<Error>,
@@ -315,7 +317,7 @@ async fn dispatch<T: Consumable, H: Handler<T>>(
 }
 
 /// Commits what finished (unless aborted); the consumer closes when the last lane lets go.
-async fn close<T: Consumable, H: Handler<T>>(lane: &Arc<Lane<T, H>>) -> Result<()> {
+async fn close<T: Consumable, H: Apply<T>>(lane: &Arc<Lane<T, H>>) -> Result<()> {
     if lane.shared.aborted.load(Ordering::SeqCst) {
         return Ok(());
     }
@@ -350,7 +352,8 @@ fn commit_async(client: &ClientGuard, shared: &Shared) {
     }
 }
 
-fn spawn_purge<T: Consumable>(db: DatabaseConnection) {
+fn spawn_purge<T: Consumable>(db: Option<DatabaseConnection>) {
+    let Some(db) = db else { return };
     tokio::spawn(async move {
         match inbox::purge_expired(&db, &[T::SPEC]).await {
             Ok(n) if n > 0 => {
@@ -414,7 +417,7 @@ fn admit<T: Consumable, H>(lane: &Lane<T, H>, p: Polled) -> Option<Work<T>> {
 }
 
 /// Queues `work` on its lane (partition, or partition and key hash), starting it if new.
-fn route<T: Consumable, H: Handler<T>>(
+fn route<T: Consumable, H: Apply<T>>(
     lane: &Arc<Lane<T, H>>,
     lanes: &mut HashMap<(Tp, u32), mpsc::UnboundedSender<Work<T>>>,
     work: Work<T>,
@@ -440,9 +443,7 @@ fn route<T: Consumable, H: Handler<T>>(
     }
 }
 
-fn spawn_lane<T: Consumable, H: Handler<T>>(
-    lane: Arc<Lane<T, H>>,
-) -> mpsc::UnboundedSender<Work<T>> {
+fn spawn_lane<T: Consumable, H: Apply<T>>(lane: Arc<Lane<T, H>>) -> mpsc::UnboundedSender<Work<T>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let tasks = Arc::clone(&lane.shared.lane_tasks);
     let task = tokio::spawn(lane::run(lane, rx));
