@@ -15,7 +15,8 @@ pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use kafka_orm_runtime::error::{Error, Result};
 pub use kafka_orm_runtime::handler::{
     BatchFuture, FnBatchHandler, FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture,
-    HandlerStats, HandlerWithoutDatabase, OnExhausted, PartitionLag, RunningHandler,
+    HandlerStats, HandlerWithoutDatabase, Host, HostBuilder, OnExhausted, PartitionLag,
+    RunningHandler,
 };
 pub use kafka_orm_runtime::health::{self, Health, HealthState, Reason};
 pub use kafka_orm_runtime::key::{ColumnKind, DedupPart, DedupValue, KeyPart};

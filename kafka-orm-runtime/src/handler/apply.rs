@@ -85,13 +85,16 @@ pub struct BatchApplied {
     pub duplicates: u64,
 }
 
-/// Runs one message, or one batch, of a lane. Implemented by [`InTransaction`] and
-/// [`WithoutDatabase`] only.
-pub trait Apply<T: Consumable>: Send + Sync + 'static {
+/// How a handler runs: [`InTransaction`] or [`WithoutDatabase`], the only two (the trait
+/// is sealed). Name it to pass a configured [`HandlerBuilder`](super::HandlerBuilder)
+/// around: `fn billing(orm: &KafkaOrm) -> HandlerBuilder<OrderCreated, impl Apply<OrderCreated>>`.
+pub trait Apply<T: Consumable>: sealed::Sealed + Send + Sync + 'static {
     /// Whether it needs the context's database.
+    #[doc(hidden)]
     const DATABASE: bool;
 
     /// One attempt at `msg` (`db` is the context's database when [`Apply::DATABASE`]).
+    #[doc(hidden)]
     fn apply<'a>(
         &'a self,
         db: Option<&'a DatabaseConnection>,
@@ -100,12 +103,20 @@ pub trait Apply<T: Consumable>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Applied, Attempt>> + Send + 'a;
 
     /// `msgs` at once; `None` when any of it failed (the lane then goes one by one).
+    #[doc(hidden)]
     fn apply_batch<'a>(
         &'a self,
         db: Option<&'a DatabaseConnection>,
         group: &'a str,
         msgs: &'a [&'a Delivery<T>],
     ) -> impl Future<Output = Option<BatchApplied>> + Send + 'a;
+}
+
+mod sealed {
+    /// Keeps [`super::Apply`] to this crate's two.
+    pub trait Sealed {}
+    impl<H> Sealed for super::InTransaction<H> {}
+    impl<H> Sealed for super::WithoutDatabase<H> {}
 }
 
 impl<T: Consumable, H: Handler<T>> Apply<T> for InTransaction<H> {

@@ -220,10 +220,13 @@ impl<T: Consumable> TopicHandle<T> {
     /// orm.topic::<OrderCreated>().handler(bill)
     /// ```
     ///
-    /// An `async move` closure uses what it captured as it is: the closure is cloned for
-    /// each attempt (see [the module docs](super::forms)), so capture `Arc`s and other
-    /// cheap clones. State that should not be cloned goes in an [`impl Handler`](Handler)
-    /// passed to [`TopicHandle::handler_with`].
+    /// An `async move` closure uses what it captured as it is, with no clone written by
+    /// hand: kafka-orm calls a clone of the closure for each attempt, so capture `Arc`s and
+    /// other cheap clones (stable Rust cannot require the future of an `AsyncFn` call, which
+    /// borrows the closure, to be `Send`; called by value, its future owns the clone). State
+    /// that should not be cloned goes in an [`impl Handler`](Handler) passed to
+    /// [`TopicHandle::handler_with`]; a closure returning a boxed future is
+    /// [`TopicHandle::handler_boxed`].
     pub fn handler<F>(&self, f: F) -> HandlerBuilder<T, InTransaction<AsyncFnHandler<F>>>
     where
         F: for<'a> AsyncFnOnce(

@@ -29,8 +29,10 @@ pub(crate) struct HandlerWatch {
 }
 
 impl HandlerWatch {
-    /// Records the error that stopped the handler.
+    /// Records the error that stopped the handler, and logs it: whoever spawned the
+    /// handler may not be watching, and a stop is never silent.
     pub fn failed(&self, error: &Error) {
+        tracing::error!(topic = %self.topic, error = %error, "handler stopped");
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
     }
 }

@@ -18,7 +18,9 @@
 //!
 //! A handler is an async closure or an `async fn` ([`TopicHandle::handler`],
 //! [`TopicHandle::handler_without_database`]), or a struct implementing [`Handler`] or
-//! [`HandlerWithoutDatabase`] with `async fn` ([`TopicHandle::handler_with`]).
+//! [`HandlerWithoutDatabase`] with `async fn` ([`TopicHandle::handler_with`]). Several
+//! handlers of a service run together in a [`Host`] (`orm.host()`): one start, one
+//! shutdown (or SIGTERM/Ctrl-C), and a handler that stops is reported.
 //!
 //! What holds:
 //!
@@ -61,6 +63,7 @@ mod dlq;
 mod forms;
 mod forward;
 mod health;
+mod host;
 mod lane;
 mod lane_batch;
 mod lane_forward;
@@ -73,20 +76,19 @@ mod traits;
 mod watermark;
 
 pub use crate::telemetry::lag::PartitionLag;
-pub use apply::{AnyHandler, InDatabase, InTransaction, NoDatabase, WithoutDatabase};
+pub use apply::{AnyHandler, Apply, InDatabase, InTransaction, NoDatabase, WithoutDatabase};
 pub(crate) use dlq::{Failure, RawRecord, dead_letter};
 pub use forms::{
     AsyncFnBatchHandler, AsyncFnHandler, AsyncFnWithoutDatabase, BatchHandlerFn, FnBatchHandler,
     FnHandler, HandlerFn, HandlerWithoutDatabaseFn,
 };
+pub use host::{Host, HostBuilder};
 pub(crate) use running::Counters;
 pub use running::{HandlerStats, RunningHandler};
 pub use traits::{BatchFuture, Handler, HandlerError, HandlerFuture, HandlerWithoutDatabase};
 
 use std::future::Future;
 use std::time::Duration;
-
-use apply::Apply;
 
 use crate::context::TopicHandle;
 use crate::defaults;

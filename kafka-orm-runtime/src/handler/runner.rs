@@ -110,6 +110,7 @@ pub(crate) async fn start<T: Consumable, H: Apply<T>>(
         stop,
         stopped,
         task,
+        joined: false,
         watch,
     })
 }
@@ -290,7 +291,15 @@ async fn dispatch<T: Consumable, H: Apply<T>>(
             }
             _ = purge.tick(), if T::SPEC.inbox.is_some() => spawn_purge::<T>(lane.db.clone()),
             p = polled.recv() => {
-                let Some(p) = p else { break };
+                let Some(p) = p else {
+                    // The poll thread ended without being told to (aborted, or it panicked).
+                    if !shared.is_aborted() {
+                        outcome = Err(Error::Config(format!(
+                            "the poll thread of the handler of `{}` ended", shared.topic
+                        )));
+                    }
+                    break;
+                };
                 let Some(work) = admit(&lane, p) else { continue };
                 route(&lane, &mut lanes, work);
             }

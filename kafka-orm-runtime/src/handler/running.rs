@@ -132,6 +132,8 @@ pub struct RunningHandler {
     pub(super) stop: tokio::sync::watch::Sender<bool>,
     pub(super) stopped: Arc<tokio::sync::Notify>,
     pub(super) task: tokio::task::JoinHandle<Result<()>>,
+    /// Whether [`RunningHandler::stopped`] awaited `task` (and handed out its error).
+    pub(super) joined: bool,
     /// What its health check reads.
     pub(crate) watch: Arc<super::health::HandlerWatch>,
 }
@@ -165,9 +167,37 @@ impl RunningHandler {
             .map_err(|_| Error::Shutdown)?
     }
 
-    /// Whether the handler stopped on its own (an error; see [`RunningHandler::shutdown`]).
+    /// Whether the handler stopped on its own (an error; see [`RunningHandler::stopped`]).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+
+    /// Resolves when the handler stops on its own, with the error that stopped it (e.g.
+    /// [`Error::HandlerFailed`]: a message failed every attempt, the topic has no `dlq` and
+    /// the policy is [`OnExhausted::Stop`](super::OnExhausted::Stop)); while the handler
+    /// runs it stays pending. The error is also logged at error level when it happens.
+    ///
+    /// Cancel-safe, for a `select!` next to the shutdown signal:
+    ///
+    /// ```text
+    /// tokio::select! {
+    ///     error = handler.stopped() => return Err(error.into()),
+    ///     _ = tokio::signal::ctrl_c() => { handler.shutdown().await?; }
+    /// }
+    /// ```
+    ///
+    /// It resolves once; after that [`shutdown`](Self::shutdown) returns the final stats.
+    pub async fn stopped(&mut self) -> Error {
+        if self.joined {
+            return std::future::pending().await;
+        }
+        let ended = (&mut self.task).await;
+        self.joined = true;
+        match ended {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => Error::Shutdown,
+            Err(e) => abnormal(e),
+        }
     }
 
     /// Stops consuming, lets in-flight handlers finish (bounded by the shutdown timeout),
@@ -175,10 +205,10 @@ impl RunningHandler {
     /// that stopped the handler earlier.
     pub async fn shutdown(self) -> Result<HandlerStats> {
         let _ = self.stop.send(true);
-        let result = self
-            .task
-            .await
-            .map_err(|e| Error::Config(format!("the handler task ended abnormally: {e}")))?;
+        if self.joined {
+            return Ok(self.counters.snapshot());
+        }
+        let result = self.task.await.map_err(abnormal)?;
         result.map(|()| self.counters.snapshot())
     }
 
@@ -194,6 +224,11 @@ impl RunningHandler {
         drop(lanes);
         let _ = self.stop.send(true);
     }
+}
+
+/// The error of a handler task that panicked or was cancelled.
+fn abnormal(e: tokio::task::JoinError) -> Error {
+    Error::Config(format!("the handler task ended abnormally: {e}"))
 }
 
 impl std::fmt::Debug for RunningHandler {
