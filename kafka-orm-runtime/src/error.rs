@@ -112,6 +112,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A dead-letter topic was asked for of a topic without one.
+    #[error(
+        "topic `{topic}` (`{type_name}`) has no dead-letter topic: add `dlq` to `#[topic(..)]` (or `dlq = \"name\"`)"
+    )]
+    NoDlq {
+        /// The topic.
+        topic: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+    },
+
     /// Creating or describing topics failed.
     #[error("admin operation on topic `{topic}` failed: {reason}")]
     Admin {

@@ -41,7 +41,16 @@ pub fn statements(specs: &[&'static TopicSpec], backend: DatabaseBackend) -> Res
             outboxes.iter().map(|spec| outbox::table_of(spec)),
         ));
     }
+    if replays_through_an_outbox(specs) {
+        out.push(crate::tables::replays::create_table_sql(backend));
+    }
     Ok(out)
+}
+
+/// Whether a topic's dead letters can be replayed through its outbox, which records them
+/// in the replay table (see [`crate::dlq`]).
+fn replays_through_an_outbox(specs: &[&'static TopicSpec]) -> bool {
+    specs.iter().any(|s| s.outbox.is_some() && s.dlq.is_some())
 }
 
 /// The relay's lease and member tables (PostgreSQL), and a free lease row per bucket of
@@ -128,6 +137,10 @@ fn tables(
     if backend == DatabaseBackend::Postgres && !outboxes.is_empty() {
         out.push((&LEASES, LEASE_TABLE, LEASES.columns([])));
         out.push((&MEMBERS, MEMBER_TABLE, MEMBERS.columns([])));
+    }
+    if replays_through_an_outbox(specs) {
+        use crate::tables::replays::{REPLAY_TABLE, REPLAYS};
+        out.push((&REPLAYS, REPLAY_TABLE, REPLAYS.columns([])));
     }
     out
 }

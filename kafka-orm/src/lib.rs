@@ -33,11 +33,16 @@ pub use kafka_orm_runtime::topic::{
     RetrySpec, Topic, TopicSpec,
 };
 pub use kafka_orm_runtime::{defaults, handler, inbox, outbox, schema, telemetry};
+pub use kafka_orm_runtime::{dlq, ops};
 pub use transactional::{Outputs, PipelineStats, StatsHandle, TransactionalBuilder};
 
 pub mod transactional {
     #![doc = include_str!("../docs/transactional.md")]
     pub use kafka_orm_runtime::transactional::*;
+}
+
+pub mod operations {
+    #![doc = include_str!("../docs/operations.md")]
 }
 
 /// Re-exports of the crates kafka-orm is built on, so users need not pin matching versions.

@@ -61,8 +61,9 @@ mod lease_sql;
 mod listen;
 mod name_lock;
 mod publish;
+pub(crate) mod raw;
 pub mod relay;
-mod status;
+pub(crate) mod status;
 mod table;
 mod worker;
 
@@ -250,6 +251,19 @@ async fn insert_rows<T: OutboxTopic>(
         .iter()
         .map(|v| new_row(*v, headers.clone(), &columns))
         .collect::<Result<Vec<_>>>()?;
+    let ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
+    insert_new_rows(txn, table, &columns, rows).await?;
+    Ok(ids)
+}
+
+/// Inserts `rows` into `table` inside `txn` (on PostgreSQL after taking their keys'
+/// advisory locks and queueing the relays' wake-up).
+async fn insert_new_rows(
+    txn: &DatabaseTransaction,
+    table: &'static str,
+    columns: &[(String, ColumnKind)],
+    rows: Vec<NewRow>,
+) -> Result<()> {
     let backend = txn.get_database_backend();
     let context = || format!("publishing to the outbox table `{table}`");
 
@@ -282,13 +296,12 @@ async fn insert_rows<T: OutboxTopic>(
         .map_err(|e| Error::db(context(), e))?;
     }
 
-    let ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
-    let insert = columns::insert_statement(table, &columns, rows, now_ms())
+    let insert = columns::insert_statement(table, columns, rows, now_ms())
         .map_err(|e| Error::db(context(), DbErr::Custom(e.to_string())))?;
     txn.execute(&insert)
         .await
         .map_err(|e| Error::db(context(), e))?;
-    Ok(ids)
+    Ok(())
 }
 
 #[cfg(test)]

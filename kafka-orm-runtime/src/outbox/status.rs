@@ -9,6 +9,7 @@ use super::table_of;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
 use crate::tables::OUTBOX;
+use crate::topic::TopicSpec;
 use crate::util::now_ms;
 
 /// The outbox of one topic as the database has it now (all relay instances together).
@@ -48,46 +49,55 @@ impl KafkaOrm {
             operation: "outbox_status",
             topic: "(all outbox topics)",
         })?;
-        use sea_orm::sea_query::ExprTrait as _;
-        let mut out = Vec::new();
-        let [id, _, attempts, ..] = FAILING;
-        for spec in self.topics().iter().filter(|s| s.outbox.is_some()) {
-            let table = table_of(spec);
-            let ctx = || format!("reading the status of outbox table `{table}`");
-            let (backlog, oldest_age) = backlog(db, table).await?;
-            let select = Query::select()
-                .columns(FAILING)
-                .from(table)
-                .and_where(Expr::col(attempts).gt(0))
-                .order_by(id, Order::Asc)
-                .limit(20)
-                .to_owned();
-            let failing = db
-                .query_all(&select)
-                .await
-                .map_err(|e| Error::db(ctx(), e))?
-                .iter()
-                .map(|r| {
-                    Ok(FailingRow {
-                        id: r.try_get_by_index(0)?,
-                        key: r.try_get_by_index(1)?,
-                        attempts: r.try_get_by_index(2)?,
-                        next_attempt_at_ms: r.try_get_by_index(3)?,
-                        last_error: r.try_get_by_index(4)?,
-                    })
-                })
-                .collect::<std::result::Result<Vec<_>, sea_orm::DbErr>>()
-                .map_err(|e| Error::db(ctx(), e))?;
-            out.push(OutboxStatus {
-                type_name: spec.type_name,
-                table,
-                backlog,
-                oldest_age,
-                failing,
-            });
-        }
-        Ok(out)
+        status_of(db, self.topics()).await
     }
+}
+
+/// [`KafkaOrm::outbox_status`] of the outbox tables of `specs` (the ones with an outbox),
+/// registered in this binary or not (see [`crate::ops::outbox_status`]).
+pub(crate) async fn status_of(
+    db: &DatabaseConnection,
+    specs: &[&'static TopicSpec],
+) -> Result<Vec<OutboxStatus>> {
+    use sea_orm::sea_query::ExprTrait as _;
+    let mut out = Vec::new();
+    let [id, _, attempts, ..] = FAILING;
+    for spec in specs.iter().filter(|s| s.outbox.is_some()) {
+        let table = table_of(spec);
+        let ctx = || format!("reading the status of outbox table `{table}`");
+        let (backlog, oldest_age) = backlog(db, table).await?;
+        let select = Query::select()
+            .columns(FAILING)
+            .from(table)
+            .and_where(Expr::col(attempts).gt(0))
+            .order_by(id, Order::Asc)
+            .limit(20)
+            .to_owned();
+        let failing = db
+            .query_all(&select)
+            .await
+            .map_err(|e| Error::db(ctx(), e))?
+            .iter()
+            .map(|r| {
+                Ok(FailingRow {
+                    id: r.try_get_by_index(0)?,
+                    key: r.try_get_by_index(1)?,
+                    attempts: r.try_get_by_index(2)?,
+                    next_attempt_at_ms: r.try_get_by_index(3)?,
+                    last_error: r.try_get_by_index(4)?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sea_orm::DbErr>>()
+            .map_err(|e| Error::db(ctx(), e))?;
+        out.push(OutboxStatus {
+            type_name: spec.type_name,
+            table,
+            backlog,
+            oldest_age,
+            failing,
+        });
+    }
+    Ok(out)
 }
 
 /// The columns of a [`FailingRow`], in its order.

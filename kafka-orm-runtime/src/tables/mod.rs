@@ -19,6 +19,7 @@
 pub(crate) mod ddl;
 pub(crate) mod described;
 pub(crate) mod outbox;
+pub(crate) mod replays;
 
 use std::borrow::Cow;
 
