@@ -1,5 +1,6 @@
 //! The stub emitted next to errors (thiserror's `fallback.rs`, clap's `dummies.rs`):
-//! `impl Topic` and every marker, with `unreachable!()` bodies, so that code using the
+//! `impl Topic` and every marker, with `unreachable!()` bodies (and for a topic enum each
+//! variant's `Member` and `From`), so that code using the
 //! type (`orm.topic::<T>()`, `publish`, `handle`) type-checks and the only errors shown
 //! are the ones about the attribute. The outbox and inbox entities are emitted too, with
 //! their fixed columns only (a bare `inbox`'s), so that queries through them do not fail
@@ -27,13 +28,15 @@ pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
     let type_name = format!("::{}", ident.unraw());
     // The user's codec when it parsed, so that a topic without serde derives does not
     // also get a "missing `Serialize`" error.
-    let codec = match &attrs.codec {
-        Some(codec) => {
+    let codec = match (&attrs.codec, &input.data) {
+        (_, syn::Data::Enum(_)) => respan(quote!(#p::Variants), ident.span()),
+        (Some(codec), _) => {
             let ty = &codec.value.parsed;
             quote!(#ty)
         }
-        None => respan(quote!(#p::Json), ident.span()),
+        (None, _) => respan(quote!(#p::Json), ident.span()),
     };
+    let members = members(input, &p);
     let entities = entities(input, attrs);
     let stub = wrap_in_const(quote! {
         #[automatically_derived]
@@ -56,11 +59,56 @@ pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
         impl #p::OutboxTopic for #ident {}
         #[automatically_derived]
         impl #p::InboxTopic for #ident {}
+        #members
     });
     quote! {
         #stub
         #entities
     }
+}
+
+/// For a topic enum, `Member` and `From` of each variant that holds one struct, so that
+/// `.on::<Struct>(..)` and `.into()` do not fail too.
+fn members(input: &DeriveInput, p: &TokenStream) -> TokenStream {
+    let syn::Data::Enum(data) = &input.data else {
+        return TokenStream::new();
+    };
+    let topic = &input.ident;
+    let mut seen = Vec::new();
+    let impls = data.variants.iter().filter_map(|v| {
+        let syn::Fields::Unnamed(fields) = &v.fields else {
+            return None;
+        };
+        let [field] = fields.unnamed.iter().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        // One impl per struct: a second variant of it is an error of its own.
+        let text = quote!(#field).to_string();
+        if seen.contains(&text) {
+            return None;
+        }
+        seen.push(text);
+        let (ident, ty) = (&v.ident, &field.ty);
+        Some(quote! {
+            #[automatically_derived]
+            impl #p::Member<#topic> for #ty {
+                const TYPE_NAME: &'static str = "";
+                fn peel(_: &#topic) -> #p::Option<&Self> {
+                    ::core::unreachable!()
+                }
+                fn wrap(self) -> #topic {
+                    #topic::#ident(self)
+                }
+            }
+            #[automatically_derived]
+            impl #p::From<#ty> for #topic {
+                fn from(value: #ty) -> Self {
+                    #topic::#ident(value)
+                }
+            }
+        })
+    });
+    quote!(#(#impls)*)
 }
 
 /// The entity modules of the outbox and inbox whose table names are usable, without

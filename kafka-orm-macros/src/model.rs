@@ -16,6 +16,8 @@ pub struct TopicModel<'a> {
     pub krate: Path,
     /// `OrderCreated`: the last segment of `TopicSpec::type_name`.
     pub type_name: String,
+    /// What the topic's messages are: one struct, or the structs of an enum's variants.
+    pub messages: Messages<'a>,
     pub name: String,
     pub key: Vec<FieldRef<'a>>,
     /// A user codec; `None` is the default JSON codec.
@@ -31,12 +33,57 @@ pub struct TopicModel<'a> {
     pub dlq: Option<String>,
 }
 
+/// The message types of a topic.
+pub enum Messages<'a> {
+    /// A struct, its messages of one type with this stable name (`type_name = ".."`, or
+    /// the struct's name).
+    Struct { name: String },
+    /// An enum, one message type per variant, in order.
+    Enum(Vec<Variant<'a>>),
+}
+
+/// A variant of a topic enum: `Created(OrderCreated)`.
+pub struct Variant<'a> {
+    pub ident: &'a Ident,
+    /// The struct it holds.
+    pub ty: &'a Type,
+    /// Its stable name: `type_name = ".."`, or the last segment of the type's path.
+    pub name: String,
+}
+
 /// A field named in `key` or `dedup`.
 pub struct FieldRef<'a> {
     /// As the user wrote it in the attribute (`type` for `r#type`).
     pub name: String,
-    pub ident: &'a Ident,
-    pub ty: &'a Type,
+    /// The field (spanned on the struct's field, or on the attribute's string for a topic
+    /// enum, whose variants' structs the derive does not see).
+    pub ident: Ident,
+    pub ty: FieldType<'a>,
+}
+
+/// The name of a topic enum's leading dedup "field", the message type.
+pub const MESSAGE_TYPE_FIELD: &str = "message_type";
+
+/// Where a key or dedup field's type comes from.
+pub enum FieldType<'a> {
+    /// The struct's field, of this type.
+    Declared(&'a Type),
+    /// A field of every variant's struct, whose type only the compiler knows: the column
+    /// type is the first variant's (the expansion asserts the others agree).
+    OfVariants { first: &'a Type },
+    /// Not a field: a topic enum's inbox dedups on the message type first, so that two
+    /// types with one dedup value are two messages (column `dedup_message_type`).
+    MessageType,
+}
+
+impl FieldType<'_> {
+    /// The struct field's type, when the derive sees it.
+    pub fn declared(&self) -> Option<&Type> {
+        match self {
+            FieldType::Declared(ty) => Some(ty),
+            _ => None,
+        }
+    }
 }
 
 pub struct Codec<'a> {

@@ -67,6 +67,26 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     })
 }
 
+/// The longest stable message type name.
+const MAX_TYPE_NAME_LEN: usize = 255;
+
+/// Checks a stable message type name (`type_name = ".."`, the `kafka-orm-type` header).
+pub fn check_type_name(name: &str) -> Result<(), String> {
+    const RULE: &str = "a message type name uses only ASCII letters, digits, `.`, `_`, `-` and `/` (no `::`: a Rust path would change when the type moves)";
+    if name.is_empty() {
+        return Err(format!("the message type name is empty; {RULE}"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/');
+    chars_and_length(name, allowed, MAX_TYPE_NAME_LEN).map_err(|problem| match problem {
+        Problem::Char(bad) => {
+            format!("invalid message type name `{name}`: {bad} is not allowed; {RULE}")
+        }
+        Problem::Length(len) => format!(
+            "the message type name is {len} characters long; at most {MAX_TYPE_NAME_LEN} are allowed"
+        ),
+    })
+}
+
 /// Checks an SQL table name (a plain identifier that needs no quoting on PostgreSQL
 /// or SQLite).
 pub fn check_table_name(name: &str) -> Result<(), String> {
@@ -169,6 +189,24 @@ mod tests {
         let slash = check_topic_name("orders/v1").unwrap_err();
         assert!(slash.contains("`/` is not allowed"), "{slash}");
         assert!(check_topic_name("ordérs").unwrap_err().contains("`é`"));
+    }
+
+    #[test]
+    fn type_names() {
+        assert!(check_type_name("OrderCreated").is_ok());
+        assert!(check_type_name("com.example.order-created/v2").is_ok());
+        assert!(check_type_name(&"x".repeat(255)).is_ok());
+        assert!(
+            check_type_name(&"x".repeat(256))
+                .unwrap_err()
+                .contains("256 characters")
+        );
+        assert!(check_type_name("").unwrap_err().contains("empty"));
+        let path = check_type_name("events::OrderCreated").unwrap_err();
+        assert!(
+            path.contains("`:` is not allowed") && path.contains("no `::`"),
+            "{path}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub const TOPIC: Symbol = Symbol("topic");
 
 pub const NAME: Symbol = Symbol("name");
 pub const KEY: Symbol = Symbol("key");
+pub const TYPE_NAME: Symbol = Symbol("type_name");
 pub const OUTBOX: Symbol = Symbol("outbox");
 pub const INBOX: Symbol = Symbol("inbox");
 pub const GROUP: Symbol = Symbol("group");
@@ -38,6 +39,7 @@ pub const MAX_BACKOFF: Symbol = Symbol("max_backoff");
 /// Every key of `#[topic(..)]`, in the order the reference documents them.
 pub const TOPIC_KEYS: &[Symbol] = &[
     NAME,
+    TYPE_NAME,
     KEY,
     OUTBOX,
     INBOX,
@@ -53,6 +55,8 @@ pub const TOPIC_KEYS: &[Symbol] = &[
     CONSUME_ONLY,
     CRATE,
 ];
+/// Keys of `#[topic(..)]` on a variant of a topic enum.
+pub const VARIANT_KEYS: &[Symbol] = &[TYPE_NAME];
 /// Keys of `outbox(..)`.
 pub const OUTBOX_KEYS: &[Symbol] = &[TABLE];
 /// Keys of `inbox(..)`.

@@ -39,3 +39,24 @@ where
         serde_json::from_slice(bytes).map_err(Into::into)
     }
 }
+
+/// The codec of a topic enum (`#[derive(Topic)] enum OrderEvent { Created(OrderCreated), .. }`):
+/// each variant's struct is encoded alone with the enum's codec (`Json` unless
+/// `codec = ".."`), and decoded by the type header, through
+/// [`Topic::encode_payload`](crate::Topic::encode_payload) and
+/// [`Topic::decode_payload`](crate::Topic::decode_payload). Without the header a payload
+/// cannot tell which variant it is, so [`Codec::decode`] alone always fails.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Variants;
+
+impl<T: crate::Topic> Codec<T> for Variants {
+    const NAME: &'static str = "variants";
+
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        value.encode_payload(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T, CodecError> {
+        T::decode_payload(None, bytes).map_err(Into::into)
+    }
+}

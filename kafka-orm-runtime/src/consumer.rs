@@ -2,8 +2,9 @@
 //!
 //! One background task receives from librdkafka and decodes; the stream hands the
 //! results out in order (per partition, as Kafka delivers them). A payload that cannot be
-//! decoded surfaces as [`Error::Decode`] naming topic, partition and offset, and the
-//! stream goes on with the next message. Offsets are committed only when you say so.
+//! decoded surfaces as [`Error::Decode`] naming topic, partition and offset, one whose type
+//! header names a type the topic does not carry as [`Error::UnknownType`], and the stream
+//! goes on with the next message. Offsets are committed only when you say so.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -19,8 +20,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::message_type::{self, DecodeError};
 use crate::offthread::{ConsumerGuard, consumer_guard};
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
 use crate::telemetry::lag::PartitionLag;
@@ -115,22 +116,34 @@ impl<T> Deref for Delivery<T> {
     }
 }
 
-/// Decodes one received message for topic `T`.
+/// Decodes one received message for topic `T`, as the type its type header names (see
+/// [`crate::message_type`]).
 pub(crate) fn decode<T: Topic, M: Message>(m: &M) -> Result<Delivery<T>> {
     let payload = m.payload().unwrap_or_default();
-    match T::Codec::decode(payload) {
+    let headers = m.headers().map(Headers::from_rdkafka).unwrap_or_default();
+    let named = message_type::of(&headers);
+    match T::decode_payload(named.as_deref(), payload) {
         Ok(value) => Ok(Delivery {
             value,
             topic: m.topic().to_string(),
             partition: m.partition(),
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
-            headers: m.headers().map(Headers::from_rdkafka).unwrap_or_default(),
+            headers,
             timestamp_ms: m.timestamp().to_millis(),
             attempt: 1,
             span: tracing::Span::none(),
         }),
-        Err(source) => Err(Error::Decode {
+        Err(DecodeError::UnknownType) => Err(Error::UnknownType {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            type_name: T::SPEC.type_name,
+            found: named.map(|n| n.into_owned()),
+            expected: T::SPEC.message_types,
+            payload: m.payload().map(<[u8]>::to_vec),
+        }),
+        Err(DecodeError::Codec(source)) => Err(Error::Decode {
             topic: m.topic().to_string(),
             partition: m.partition(),
             offset: m.offset(),

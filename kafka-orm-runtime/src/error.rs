@@ -12,7 +12,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Two types claim one Kafka topic with settings that disagree.
+    /// Two types claim one Kafka topic in ways that cannot both hold: a topic that is also
+    /// another topic's dead-letter topic. (Two types on one topic at all are
+    /// [`Error::SharedTopic`].)
     #[error(
         "topic `{topic}` is claimed by both `{first}` and `{second}` with different settings: {difference}"
     )]
@@ -25,6 +27,19 @@ pub enum Error {
         second: String,
         /// What differs.
         difference: String,
+    },
+
+    /// Two or more types claim one Kafka topic without being one topic enum: a consumer of
+    /// one would decode the others' messages. Reported by `build()`.
+    #[error(
+        "topic `{topic}` is claimed by {types}: one topic has one topic type, so put them in one enum, `#[derive(Topic)] #[topic(name = \"{topic}\")] enum Events {{ A(A), B(B) }}`, and use it in their place",
+        types = backticked(.types)
+    )]
+    SharedTopic {
+        /// The contested topic.
+        topic: String,
+        /// The Rust types claiming it, sorted.
+        types: Vec<&'static str>,
     },
 
     /// A table or column name in a topic's spec cannot be used in SQL: a hand-written
@@ -164,6 +179,32 @@ pub enum Error {
         source: CodecError,
     },
 
+    /// A message's type header names a message type the topic's type does not carry (or a
+    /// topic of several types got a message without the header): it is not decoded, so it
+    /// is never taken for the wrong type. The stream goes on after it; a handler follows
+    /// its [`OnUnknownType`](crate::message_type::OnUnknownType) policy.
+    #[error(
+        "the message at {topic}[{partition}]@{offset} {what}; it was not decoded",
+        what = unknown_type(.found, .type_name, .expected)
+    )]
+    UnknownType {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// The Rust type of the topic.
+        type_name: &'static str,
+        /// The message type the header names (a Rust path read by its last segment), or
+        /// `None` without a header.
+        found: Option<String>,
+        /// The message types the topic carries.
+        expected: &'static [&'static str],
+        /// The raw payload, kept so it can be inspected or dead-lettered.
+        payload: Option<Vec<u8>>,
+    },
+
     /// The broker did not acknowledge a message.
     #[error("delivery to topic `{topic}` failed: {source}")]
     Delivery {
@@ -234,6 +275,29 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// `` `a`, `b` and `c` `` for an error message.
+fn backticked(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.as_slice() {
+        [] => "no message type".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// What is wrong with a message's type header, for [`Error::UnknownType`].
+fn unknown_type(found: &Option<String>, type_name: &str, expected: &[&str]) -> String {
+    let expected = backticked(expected);
+    match found {
+        Some(name) => format!(
+            "is of type `{name}`, which `{type_name}` does not carry (it carries {expected})"
+        ),
+        None => format!(
+            "has no `kafka-orm-type` header, which `{type_name}` needs to tell its types ({expected}) apart"
+        ),
     }
 }
 

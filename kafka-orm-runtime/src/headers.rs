@@ -6,7 +6,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 /// for relayed outbox rows, the row's message id). A bare `inbox` dedups on it.
 pub const MESSAGE_ID_HEADER: &str = "kafka-orm-message-id";
 
-/// Header carrying the Rust type name of the payload, for diagnostics.
+/// Header carrying the stable name of the payload's message type (`OrderCreated`, or
+/// `type_name = ".."`), which consumers decode by: see [`crate::message_type`].
 pub const TYPE_HEADER: &str = "kafka-orm-type";
 
 /// W3C trace-context header, carried through when present (with the `opentelemetry`
@@ -51,6 +52,11 @@ impl Headers {
     /// The last value of `name` as UTF-8 text, if present and valid.
     pub fn get_str(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Removes every value of the header `name`.
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.entries.retain(|(n, _)| n != name);
     }
 
     /// Whether the header `name` is present.

@@ -9,7 +9,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::Instrument;
 
-use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::telemetry::metrics as telemetry;
 use crate::telemetry::trace::{self, Messaging, Operation};
@@ -41,14 +40,18 @@ pub(crate) struct Outgoing {
     pub message_id: String,
 }
 
-/// Encodes `value` for topic `T`, stamping the message-id and type headers on top of `extra`.
+/// Encodes `value` for topic `T`, stamping the message-id header (unless `extra` has one)
+/// and the type header (the value's stable message type, replacing any in `extra`) on top
+/// of `extra`.
 pub(crate) fn encode<T: Topic>(value: &T, extra: Headers) -> Result<Outgoing> {
     let mut payload = Vec::with_capacity(128);
-    T::Codec::encode(value, &mut payload).map_err(|source| Error::Encode {
-        topic: T::SPEC.name,
-        type_name: T::SPEC.type_name,
-        source,
-    })?;
+    value
+        .encode_payload(&mut payload)
+        .map_err(|source| Error::Encode {
+            topic: T::SPEC.name,
+            type_name: T::SPEC.type_name,
+            source,
+        })?;
     let message_id = match extra.get_str(MESSAGE_ID_HEADER) {
         Some(id) => id.to_string(),
         None => uuid::Uuid::now_v7().to_string(),
@@ -57,9 +60,9 @@ pub(crate) fn encode<T: Topic>(value: &T, extra: Headers) -> Result<Outgoing> {
     if !headers.contains(MESSAGE_ID_HEADER) {
         headers.insert(MESSAGE_ID_HEADER, message_id.clone());
     }
-    if !headers.contains(TYPE_HEADER) {
-        headers.insert(TYPE_HEADER, T::SPEC.type_name);
-    }
+    // Always the value's own: consumers decode by it, so a caller's cannot stand.
+    headers.remove(TYPE_HEADER);
+    headers.insert(TYPE_HEADER, value.message_type());
     Ok(Outgoing {
         key: value.key(),
         payload,

@@ -42,38 +42,35 @@ pub fn registered_topics() -> Vec<&'static TopicSpec> {
 
 /// Checks that every table and column name a spec puts into SQL is a plain identifier
 /// (the rules `#[derive(Topic)]` enforces; a hand-written `impl Topic` may break them:
-/// [`Error::InvalidIdentifier`]), that no two types claim one Kafka topic with different
-/// settings, and that no topic is also used as another one's dead-letter topic.
+/// [`Error::InvalidIdentifier`]), that each Kafka topic is claimed by one type, and that no
+/// topic is also used as another one's dead-letter topic.
 ///
-/// Two types may share a topic when everything Kafka sees agrees (name, key fields,
-/// format, partitions, replication): e.g. a producer-side and a consumer-side view of
-/// one event in two crates.
+/// One topic, one type: two types on one topic would each decode the other's messages
+/// (a struct with a subset of another's fields decodes them without an error), so they
+/// are [`Error::SharedTopic`]. Several message types on one topic are one enum,
+/// `#[derive(Topic)] enum Events { A(A), B(B) }`, which dispatches on the type header.
 pub fn validate(specs: &[&'static TopicSpec]) -> Result<(), Error> {
     for spec in specs {
         crate::ident::check_spec(spec)?;
     }
-    let mut by_name: BTreeMap<&str, &TopicSpec> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, Vec<&TopicSpec>> = BTreeMap::new();
     for spec in specs {
-        match by_name.get(spec.name) {
-            Some(first) if first.type_name != spec.type_name => {
-                if let Some(difference) = conflict(first, spec) {
-                    return Err(Error::DuplicateTopic {
-                        topic: spec.name.to_string(),
-                        first: first.type_name.to_string(),
-                        second: spec.type_name.to_string(),
-                        difference,
-                    });
-                }
-            }
-            Some(_) => {}
-            None => {
-                by_name.insert(spec.name, spec);
-            }
+        let claims = by_name.entry(spec.name).or_default();
+        if !claims.iter().any(|c| c.type_name == spec.type_name) {
+            claims.push(spec);
         }
+    }
+    if let Some((topic, claims)) = by_name.iter().find(|(_, claims)| claims.len() > 1) {
+        let mut types: Vec<&'static str> = claims.iter().map(|c| c.type_name).collect();
+        types.sort_unstable();
+        return Err(Error::SharedTopic {
+            topic: topic.to_string(),
+            types,
+        });
     }
     for spec in specs {
         if let Some(dlq) = spec.dlq
-            && let Some(other) = by_name.get(dlq.topic)
+            && let Some([other, ..]) = by_name.get(dlq.topic).map(Vec::as_slice)
         {
             return Err(Error::DuplicateTopic {
                 topic: dlq.topic.to_string(),
@@ -86,50 +83,42 @@ pub fn validate(specs: &[&'static TopicSpec]) -> Result<(), Error> {
     Ok(())
 }
 
-/// What two specs for one topic disagree on, if anything Kafka sees differs.
-fn conflict(a: &TopicSpec, b: &TopicSpec) -> Option<String> {
-    let mut diffs = Vec::new();
-    if a.key_fields != b.key_fields {
-        diffs.push(format!("key {:?} vs {:?}", a.key_fields, b.key_fields));
-    }
-    if a.format != b.format {
-        diffs.push(format!("format `{}` vs `{}`", a.format, b.format));
-    }
-    if a.partitions != b.partitions {
-        diffs.push(format!(
-            "partitions {:?} vs {:?}",
-            a.partitions, b.partitions
-        ));
-    }
-    if a.replication != b.replication {
-        diffs.push(format!(
-            "replication {:?} vs {:?}",
-            a.replication, b.replication
-        ));
-    }
-    if a.outbox.is_some() && b.outbox.is_some() && a.outbox != b.outbox {
-        diffs.push("outbox tables differ".into());
-    }
-    if diffs.is_empty() {
-        None
-    } else {
-        Some(diffs.join(", "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const A: TopicSpec = TopicSpec::new("app::A", "orders").key_fields(&["id"]);
     const B_SAME: TopicSpec = TopicSpec::new("other::B", "orders").key_fields(&["id"]);
-    const B_DIFF: TopicSpec = TopicSpec::new("other::B", "orders")
-        .key_fields(&["id"])
-        .partitions(6);
+    const C: TopicSpec = TopicSpec::new("app::C", "invoices");
 
     #[test]
-    fn same_settings_may_share_a_topic() {
-        validate(&[&A, &B_SAME]).unwrap();
+    fn one_topic_has_one_type_even_with_the_same_settings() {
+        let err = validate(&[&A, &C, &B_SAME]).unwrap_err();
+        assert!(
+            matches!(&err, Error::SharedTopic { topic, types } if topic == "orders" && types == &["app::A", "other::B"]),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("`app::A` and `other::B`") && text.contains("enum"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn one_type_registered_twice_is_one_claim() {
+        validate(&[&A, &A, &C]).unwrap();
+    }
+
+    #[test]
+    fn a_topic_cannot_be_another_topics_dead_letter_topic() {
+        use crate::topic::DlqSpec;
+        static D: TopicSpec = TopicSpec::new("app::D", "payments").dlq(DlqSpec::new("invoices"));
+        let err = validate(&[&C, &D]).unwrap_err();
+        assert!(
+            matches!(&err, Error::DuplicateTopic { topic, .. } if topic == "invoices"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -142,13 +131,5 @@ mod tests {
             matches!(&err, Error::InvalidIdentifier { type_name: "app::Hostile", field: "outbox.table", name, .. } if name == "x\"; DROP TABLE y; --"),
             "{err:?}"
         );
-    }
-
-    #[test]
-    fn different_settings_are_rejected_naming_both_types() {
-        let err = validate(&[&A, &B_DIFF]).unwrap_err().to_string();
-        assert!(err.contains("app::A"), "{err}");
-        assert!(err.contains("other::B"), "{err}");
-        assert!(err.contains("partitions"), "{err}");
     }
 }

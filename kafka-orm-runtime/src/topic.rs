@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, CodecError};
 use crate::key::{ColumnKind, DedupValue, KeyBytes};
+use crate::message_type::{self, DecodeError};
 
 /// A Rust type mapped to one Kafka topic.
 ///
@@ -45,6 +46,36 @@ pub trait Topic: Sized + Send + Sync + 'static {
     fn key_values(&self) -> Vec<sea_orm::Value> {
         Vec::new()
     }
+
+    /// The stable name of this value's message type, sent in the `kafka-orm-type` header:
+    /// for a struct its one name ([`TopicSpec::message_types`]), for an enum its
+    /// variant's.
+    fn message_type(&self) -> &'static str {
+        message_type::default_of(Self::SPEC)
+    }
+
+    /// Encodes the payload: with [`Topic::Codec`] for a struct, with the variant's codec
+    /// (its struct alone, no enum tag) for an enum.
+    fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        Self::Codec::encode(self, out)
+    }
+
+    /// Decodes a payload whose type header names `message_type` (`None`: no header; see
+    /// [`crate::message_type`]). A type this topic does not carry is
+    /// [`DecodeError::UnknownType`], whatever the payload holds.
+    ///
+    /// The default, for a struct: a header naming another type than its
+    /// [`message_types`](TopicSpec::message_types) is unknown (a spec without any accepts
+    /// every header); no header is the struct.
+    fn decode_payload(message_type: Option<&str>, payload: &[u8]) -> Result<Self, DecodeError> {
+        let known = Self::SPEC.message_types;
+        match message_type {
+            Some(named) if !known.is_empty() && !known.contains(&named) => {
+                Err(DecodeError::UnknownType)
+            }
+            _ => Self::Codec::decode(payload).map_err(DecodeError::Codec),
+        }
+    }
 }
 
 /// Marker: the topic may be produced to (it is not `consume_only`).
@@ -79,10 +110,16 @@ pub trait InboxTopic: Consumable {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TopicSpec {
-    /// Rust path of the type, e.g. `my_app::events::OrderCreated`.
+    /// Rust path of the type, e.g. `my_app::events::OrderCreated`: for error messages and
+    /// the registry, never on the wire (see [`TopicSpec::message_types`]).
     pub type_name: &'static str,
     /// Kafka topic name.
     pub name: &'static str,
+    /// The stable names of the message types the topic carries, sent in the
+    /// `kafka-orm-type` header: one for a struct (its name, or `type_name = ".."`), one per
+    /// variant for an enum. Empty only in a hand-written spec: the header is then the Rust
+    /// path and every header is accepted (see [`crate::message_type`]).
+    pub message_types: &'static [&'static str],
     /// Fields the message key is built from, in order; empty for no key.
     pub key_fields: &'static [&'static str],
     /// Payload format: `"json"` or the path of the user codec.
@@ -173,6 +210,7 @@ impl TopicSpec {
         TopicSpec {
             type_name,
             name,
+            message_types: &[],
             key_fields: &[],
             format: "json",
             direction: Direction::Both,
@@ -187,6 +225,11 @@ impl TopicSpec {
         }
     }
 
+    /// Sets the stable names of the message types (the `kafka-orm-type` header values).
+    pub const fn message_types(mut self, names: &'static [&'static str]) -> Self {
+        self.message_types = names;
+        self
+    }
     /// Sets the key fields.
     pub const fn key_fields(mut self, fields: &'static [&'static str]) -> Self {
         self.key_fields = fields;

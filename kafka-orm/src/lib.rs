@@ -9,7 +9,7 @@ mod entity;
 #[doc = include_str!("../docs/topic.md")]
 pub use kafka_orm_macros::Topic;
 
-pub use kafka_orm_runtime::codec::{self, Codec, CodecError, Json};
+pub use kafka_orm_runtime::codec::{self, Codec, CodecError, Json, Variants};
 pub use kafka_orm_runtime::consumer::{Delivery, TopicConsumer};
 pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use kafka_orm_runtime::error::{Error, Result};
@@ -20,6 +20,7 @@ pub use kafka_orm_runtime::handler::{
 };
 pub use kafka_orm_runtime::health::{self, Health, HealthState, Reason};
 pub use kafka_orm_runtime::key::{ColumnKind, DedupPart, DedupValue, KeyPart};
+pub use kafka_orm_runtime::message_type::{self, DecodeError, Member, OnUnknownType};
 pub use kafka_orm_runtime::outbox::relay::{
     FailingRow, OutboxRelay, OutboxRelayBuilder, OutboxStatus, RELAY_EPOCH_HEADER, RelayStats,
 };
@@ -67,16 +68,19 @@ pub mod __private {
     pub mod prelude {
         pub use ::std::prelude::rust_2021::*;
     }
+    pub use ::core::convert::From;
     pub use ::core::option::Option::{self, None, Some};
+    pub use ::core::result::Result;
     pub use ::core::time::Duration;
     pub use ::core::{assert, concat, module_path};
     pub use ::inventory;
     pub use ::sea_orm;
     pub use ::serde;
     pub use ::std::vec::Vec;
-    pub use kafka_orm_runtime::codec::{Codec, Json};
+    pub use kafka_orm_runtime::codec::{Codec, CodecError, Json, Variants};
     pub use kafka_orm_runtime::defaults;
     pub use kafka_orm_runtime::key::{self, ColumnType, DedupPart, DedupValue, KeyBytes, KeyPart};
+    pub use kafka_orm_runtime::message_type::{self, DecodeError, Member};
     pub use kafka_orm_runtime::registry::TopicRegistration;
     pub use kafka_orm_runtime::topic::{
         Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,

@@ -3,10 +3,12 @@
 //! what the values mean is checked in `check/`.
 //!
 //! `mod.rs` holds the settings and the top-level keys, `nested.rs` the keys inside
-//! `outbox(..)`, `inbox(..)` and `retry(..)`, `value.rs` the value kinds.
+//! `outbox(..)`, `inbox(..)` and `retry(..)`, `variant.rs` the one key of a topic enum's
+//! variants, `value.rs` the value kinds.
 
 mod nested;
 mod value;
+mod variant;
 
 use syn::meta::ParseNestedMeta;
 use syn::{Attribute, LitInt, LitStr, Meta, Path};
@@ -18,6 +20,7 @@ use value::{path_text, skip_value};
 
 pub use nested::{Inbox, Outbox, Retry};
 pub use value::{FieldList, Parsed};
+pub use variant::parse_variant;
 
 /// One setting as written: the key (for error spans), its position among all keys of
 /// all `#[topic]` attributes (to blame the later of two contradicting keys), and its value.
@@ -32,6 +35,7 @@ pub struct Setting<T> {
 #[derive(Default)]
 pub struct Attrs {
     pub name: Option<Setting<LitStr>>,
+    pub type_name: Option<Setting<LitStr>>,
     pub key: Option<Setting<FieldList>>,
     pub outbox: Option<Setting<Outbox>>,
     pub inbox: Option<Setting<Inbox>>,
@@ -188,6 +192,7 @@ fn parse_key(
     };
     match key {
         NAME => out.name = at.set(at.string("name = \"order-events\"")?),
+        TYPE_NAME => out.type_name = at.set(at.string("type_name = \"order.created\"")?),
         KEY => out.key = at.set(at.fields(KEY_EXAMPLE)?),
         OUTBOX => out.outbox = at.set(nested::outbox(cx, meta)?),
         INBOX => out.inbox = at.set(nested::inbox(cx, meta)?),

@@ -89,9 +89,9 @@ fn unknown_keys_are_reported_and_skipped() {
         errs,
         [
             "unknown key `nmae` in #[topic(..)]; did you mean `name`?",
-            "unknown key `bogus` in #[topic(..)]; expected one of: `name`, `key`, `outbox`, `inbox`, `group`, `format`, `codec`, `partitions`, `replication`, `retry`, `retry_topics`, `dlq`, `produce_only`, `consume_only`, `crate`",
+            "unknown key `bogus` in #[topic(..)]; expected one of: `name`, `type_name`, `key`, `outbox`, `inbox`, `group`, `format`, `codec`, `partitions`, `replication`, `retry`, `retry_topics`, `dlq`, `produce_only`, `consume_only`, `crate`",
             "`key` expects a field name or a list of field names, like `key = \"customer_id\"` or `key = [\"tenant\", \"customer_id\"]`",
-            "unknown key `whatever` in #[topic(..)]; expected one of: `name`, `key`, `outbox`, `inbox`, `group`, `format`, `codec`, `partitions`, `replication`, `retry`, `retry_topics`, `dlq`, `produce_only`, `consume_only`, `crate`",
+            "unknown key `whatever` in #[topic(..)]; expected one of: `name`, `type_name`, `key`, `outbox`, `inbox`, `group`, `format`, `codec`, `partitions`, `replication`, `retry`, `retry_topics`, `dlq`, `produce_only`, `consume_only`, `crate`",
         ]
     );
     let nested = errors(&[parse_quote!(#[topic(inbox(dedupe = "a"), retry(attempt = 1))])]);

@@ -1,5 +1,7 @@
 //! The fields `key` and `dedup` name: that they exist (with a suggestion when they do
-//! not), appear once, and have a type that can be a key.
+//! not), appear once, and have a type that can be a key. A topic enum's fields are its
+//! variants' structs', which the derive does not see: the compiler checks them in the
+//! expansion, on each variant.
 
 use quote::ToTokens;
 use syn::ext::IdentExt;
@@ -7,7 +9,7 @@ use syn::{FieldsNamed, Type};
 
 use crate::attr::{FieldList, Setting};
 use crate::ctxt::Ctxt;
-use crate::model::FieldRef;
+use crate::model::{FieldRef, FieldType};
 use crate::suggest;
 
 /// What a list of fields is used for.
@@ -33,12 +35,22 @@ impl Role {
     }
 }
 
+/// Where the fields a list names are.
+#[derive(Copy, Clone)]
+pub enum Source<'a> {
+    /// A struct's named fields; `None` for a shape without them, whose error already says
+    /// what is wrong.
+    Struct(Option<&'a FieldsNamed>),
+    /// A topic enum's variants' structs: the first one's type (`None` when the variants
+    /// have errors of their own).
+    Variants(Option<&'a Type>),
+}
+
 /// The fields of a `key` or `dedup` list, each once, each of a type that can be a key
-/// (as far as its name tells). `fields` is `None` for a type without named fields, whose
-/// shape error already says what is wrong: the list itself is still checked.
+/// (as far as its name tells). The list itself is checked whatever the source.
 pub fn list<'a>(
     cx: &Ctxt,
-    fields: Option<&'a FieldsNamed>,
+    source: Source<'a>,
     list: &Setting<FieldList>,
     role: Role,
 ) -> Option<Vec<FieldRef<'a>>> {
@@ -65,8 +77,18 @@ pub fn list<'a>(
             continue;
         }
         seen.push(name.clone());
-        let field = fields.and_then(|fields| find_field(cx, fields, lit, key));
-        let checked = field.filter(|field| check_field_type(cx, field, role));
+        let checked = match source {
+            Source::Struct(fields) => fields
+                .and_then(|fields| find_field(cx, fields, lit, key))
+                .filter(|field| check_field_type(cx, field, role)),
+            Source::Variants(first) => variant_field(cx, lit, key, role).and_then(|ident| {
+                Some(FieldRef {
+                    name: ident.unraw().to_string(),
+                    ident,
+                    ty: FieldType::OfVariants { first: first? },
+                })
+            }),
+        };
         match (checked, &mut refs) {
             (Some(field), Some(refs)) => refs.push(field),
             _ => refs = None,
@@ -89,8 +111,8 @@ fn find_field<'a>(
         let ident = f.ident.as_ref()?;
         (ident.unraw() == name).then(|| FieldRef {
             name: ident.unraw().to_string(),
-            ident,
-            ty: &f.ty,
+            ident: ident.clone(),
+            ty: FieldType::Declared(&f.ty),
         })
     });
     if found.is_none() {
@@ -109,16 +131,46 @@ fn find_field<'a>(
     found
 }
 
+/// The field of every variant's struct that `lit` names, as an identifier spanned on the
+/// string (`"type"` is `r#type`); an error when it cannot be a field name at all, or is
+/// the inbox's own type column.
+fn variant_field(cx: &Ctxt, lit: &syn::LitStr, key: &str, role: Role) -> Option<syn::Ident> {
+    let typed = lit.value();
+    let name = typed.strip_prefix("r#").unwrap_or(&typed);
+    let ident = syn::parse_str::<syn::Ident>(name)
+        .ok()
+        .or_else(|| syn::parse_str::<syn::Ident>(&format!("r#{name}")).ok());
+    let Some(mut ident) = ident else {
+        cx.error_spanned_by(
+            lit,
+            format!("`{typed}` in `{key}` is not a field name: name a field that every variant's struct has"),
+        );
+        return None;
+    };
+    if role == Role::Dedup && name == crate::model::MESSAGE_TYPE_FIELD {
+        cx.error_spanned_by(
+            lit,
+            format!("`{name}` cannot be a dedup field of a topic enum: its inbox dedups on the message type first, in a column `dedup_{name}` of its own; name another field"),
+        );
+        return None;
+    }
+    ident.set_span(lit.span());
+    Some(ident)
+}
+
 /// Syntactic early errors for types that can never be a key; every other type is checked
 /// by the `KeyPart` / `DedupPart` bounds in the generated code, pointing at the field.
 /// `false` after the error.
 fn check_field_type(cx: &Ctxt, field: &FieldRef, role: Role) -> bool {
-    let Some(reason) = bad_key_type(field.ty, role) else {
+    let Some(declared) = field.ty.declared() else {
         return true;
     };
-    let ty = type_text(field.ty);
+    let Some(reason) = bad_key_type(declared, role) else {
+        return true;
+    };
+    let ty = type_text(declared);
     cx.error_spanned_by(
-        field.ty,
+        declared,
         format!("`{ty}` cannot be {}: {reason}", role.what()),
     );
     false

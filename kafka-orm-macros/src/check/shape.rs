@@ -1,5 +1,5 @@
-//! The type's shape: a struct with named fields and no generic parameters, without
-//! `#[topic]` on its fields.
+//! The type's shape: a struct with named fields, or an enum of message structs
+//! (`variants.rs`), with no generic parameters and no `#[topic]` on fields.
 
 use syn::{Data, DeriveInput, Fields, FieldsNamed};
 
@@ -21,7 +21,8 @@ pub fn concrete(cx: &Ctxt, input: &DeriveInput) -> bool {
     false
 }
 
-/// A struct's named fields, or an error saying why the shape is not supported.
+/// A struct's named fields, or an error saying why the shape is not supported; `None`
+/// without an error for an enum, whose variants `variants.rs` checks.
 pub fn fields<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<&'a FieldsNamed> {
     let ident = &input.ident;
     match &input.data {
@@ -40,27 +41,24 @@ pub fn fields<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<&'a FieldsNamed> 
                 ),
             ),
         },
-        Data::Enum(data) => cx.error_spanned_by(
-            data.enum_token,
-            "`#[derive(Topic)]` needs a struct with named fields, not an enum: `key` and `dedup` refer to fields by name; put the enum in a field of a struct",
-        ),
+        Data::Enum(_) => {}
         Data::Union(data) => cx.error_spanned_by(
             data.union_token,
-            "`#[derive(Topic)]` needs a struct with named fields, not a union: `key` and `dedup` refer to fields by name, and a union cannot be encoded safely",
+            "`#[derive(Topic)]` needs a struct with named fields or an enum of message structs, not a union: `key` and `dedup` refer to fields by name, and a union cannot be encoded safely",
         ),
     }
     None
 }
 
-/// `#[topic]` on a field (or an enum variant) is a mistake, not something to ignore;
-/// `false` after an error.
+/// `#[topic]` on a field is a mistake, not something to ignore; `false` after an error.
+/// (On a topic enum's variant it takes `type_name`: `variants.rs`.)
 pub fn field_attrs(cx: &Ctxt, input: &DeriveInput) -> bool {
     let ok = std::cell::Cell::new(true);
     let misplaced = |attrs: &[syn::Attribute], what: &str| {
         for attr in attrs.iter().filter(|a| a.path() == TOPIC) {
             cx.error_spanned_by(
                 attr,
-                format!("`#[topic]` belongs on the struct, not on {what}"),
+                format!("`#[topic]` belongs on the struct or enum, not on {what}"),
             );
             ok.set(false);
         }
@@ -74,7 +72,6 @@ pub fn field_attrs(cx: &Ctxt, input: &DeriveInput) -> bool {
         Data::Struct(data) => fields(&data.fields),
         Data::Enum(data) => {
             for variant in &data.variants {
-                misplaced(&variant.attrs, "a variant");
                 fields(&variant.fields);
             }
         }

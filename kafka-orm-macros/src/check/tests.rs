@@ -53,7 +53,7 @@ fn shapes() {
             A,
         }
     ));
-    assert!(en[0].contains("not an enum"), "{en:?}");
+    assert!(en[0].contains("holds one message struct"), "{en:?}");
     let generic = errors(parse_quote!(
         struct G<T> {
             t: T,
@@ -80,8 +80,76 @@ fn shapes() {
     ));
     assert_eq!(
         field_attr,
-        ["`#[topic]` belongs on the struct, not on a field"]
+        ["`#[topic]` belongs on the struct or enum, not on a field"]
     );
+}
+
+#[test]
+fn topic_enums() {
+    let errs = errors(parse_quote! {
+        #[topic(key = "order_id", inbox(dedup = "order_id"))]
+        enum OrderEvent {
+            Created(events::OrderCreated),
+            #[topic(type_name = "order.paid")]
+            Paid(OrderPaid),
+        }
+    });
+    assert!(errs.is_empty(), "{errs:?}");
+    let names = with_model(
+        parse_quote! {
+            enum E { A(a::OrderCreated), #[topic(type_name = "b")] B(B) }
+        },
+        |m| match &m.messages {
+            Messages::Enum(vs) => vs.iter().map(|v| v.name.clone()).collect::<Vec<_>>(),
+            Messages::Struct { .. } => panic!("an enum"),
+        },
+    );
+    assert_eq!(names, ["OrderCreated", "b"]);
+    let errs = errors(parse_quote! {
+        #[topic(type_name = "x")]
+        enum E {
+            A(a::Same),
+            B(b::Same),
+            C(a::Same),
+            D { id: i64 },
+            F(Box<Inner>),
+            #[topic(key = "id", type_nme = "f")]
+            G(G),
+        }
+    });
+    assert_eq!(
+        errs,
+        [
+            "`type_name` names one message type, and a topic enum has one per variant: put it on the variant, `#[topic(type_name = \"order.created\")] Created(OrderCreated)`",
+            "variants `A` and `B` have one message type name, `Same`, so their messages could not be told apart; give one of them another with `#[topic(type_name = \"..\")]`",
+            "`a::Same` is already the struct of variant `A`: each message type is one variant",
+            "a variant of a topic enum holds one message struct, not fields of its own: move them into a struct, `struct D { .. }`, and write `D(D)`",
+            "`Box<Inner>` has no plain name to send as its message type: name it, `#[topic(type_name = \"..\")] F(Box<Inner>)`",
+            "`key` belongs on the enum, not on a variant: it is a setting of the whole topic; on a variant `#[topic(..)]` takes only `type_name`",
+            "unknown key `type_nme` in `#[topic(..)]` on a variant; did you mean `type_name`?",
+        ]
+    );
+    let empty = errors(parse_quote!(
+        enum E {}
+    ));
+    assert!(empty[0].contains("at least one variant"), "{empty:?}");
+    let dedup = errors(parse_quote! {
+        #[topic(inbox(dedup = ["message_type", "order id"]))]
+        enum E { A(A) }
+    });
+    assert!(
+        dedup[0].contains("`message_type` cannot be a dedup field"),
+        "{dedup:?}"
+    );
+    assert!(
+        dedup[1].contains("`order id` in `dedup` is not a field name"),
+        "{dedup:?}"
+    );
+    let bad = errors(parse_quote! {
+        #[topic(type_name = "events::OrderCreated")]
+        struct OrderCreated { id: i64 }
+    });
+    assert!(bad[0].contains("`:` is not allowed"), "{bad:?}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use syn::{Ident, Path, Type, Visibility};
 
 use super::column_type;
 use crate::check::Role;
-use crate::model::{FieldRef, TopicModel};
+use crate::model::{FieldRef, FieldType, TopicModel};
 
 /// The entity modules of the topic's outbox and inbox (users name them, so they go
 /// outside the const block).
@@ -102,8 +102,9 @@ fn module_ident(table: &str, span: Span) -> Ident {
 }
 
 /// The `Model` field of a typed key (`key_<field>`) or dedup (`dedup_<field>`) column of
-/// `table`, and the type alias it needs when the field's type is not known by name (the
-/// hook places it next to the topic type and imports it into the module).
+/// `table`, and the type alias it needs when the field's type is not known by name, or is
+/// a topic enum's variants' (the hook places it next to the topic type and imports it into
+/// the module).
 fn typed_column(
     p: &TokenStream,
     table: &str,
@@ -118,12 +119,16 @@ fn typed_column(
     // would change the name, say it.
     let rename = (column.contains("__") || column.ends_with('_') || !column.is_ascii())
         .then(|| quote!(#[sea_orm(column_name = #column)]));
-    let (ty, alias) = match known_type(field.ty, role) {
+    let known = match &field.ty {
+        FieldType::Declared(ty) => known_type(ty, role),
+        FieldType::MessageType => Some(quote!(String)),
+        FieldType::OfVariants { .. } => None,
+    };
+    let (ty, alias) = match known {
         Some(ty) => (ty, None),
         None => {
-            let ty = field.ty;
             let alias = format_ident!("__kafka_orm_{}_{}", table, column);
-            let column = column_type(p, ty, role);
+            let column = column_type(p, field, role);
             let def = quote!(type #alias = #p::ColumnType<{ #column as u8 }>;);
             (quote!(#alias), Some(def))
         }

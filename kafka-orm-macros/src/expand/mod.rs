@@ -1,8 +1,10 @@
 //! Code generation. Runs only on a checked [`TopicModel`] and never fails.
 
+mod accessors;
 pub(crate) mod entity;
 mod register;
 mod topic_impl;
+mod variants;
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
@@ -11,7 +13,7 @@ use syn::spanned::Spanned;
 
 use crate::check::Role;
 use crate::ctxt::Ctxt;
-use crate::model::TopicModel;
+use crate::model::{FieldRef, FieldType, TopicModel};
 use crate::{attr, check, fallback};
 
 /// `#[derive(Topic)]`: parse → check (which builds the model) → expand; on errors, the
@@ -63,14 +65,38 @@ pub(crate) fn wrap_in_const(code: TokenStream) -> TokenStream {
     }
 }
 
-/// `<ty as KeyPart>::COLUMN` or `<ty as DedupPart>::COLUMN`, spanned on the type, so that a
-/// type without the trait is reported at the field.
-pub(crate) fn column_type(p: &TokenStream, ty: &syn::Type, role: Role) -> TokenStream {
-    let part = match role {
-        Role::Key => quote!(KeyPart),
-        Role::Dedup => quote!(DedupPart),
+/// The column type of a key or dedup field, a `ColumnKind` constant expression:
+/// `<ty as KeyPart>::COLUMN` (or `DedupPart`) spanned on the field's type, so that a type
+/// without the trait is reported at the field; for a topic enum, the first variant's
+/// field's, through a closure that names it (spanned on that variant's type).
+pub(crate) fn column_type(p: &TokenStream, field: &FieldRef, role: Role) -> TokenStream {
+    let (part, of) = match role {
+        Role::Key => (quote!(KeyPart), quote!(key_column)),
+        Role::Dedup => (quote!(DedupPart), quote!(dedup_column)),
     };
-    quote_spanned!(ty.span()=> <#ty as #p::#part>::COLUMN)
+    match &field.ty {
+        FieldType::Declared(ty) => quote_spanned!(ty.span()=> <#ty as #p::#part>::COLUMN),
+        FieldType::OfVariants { first } => {
+            let mut ident = field.ident.clone();
+            ident.set_span(type_span(first));
+            let of = respan(quote!(#p::message_type::#of), type_span(first));
+            quote_spanned!(type_span(first)=> #of(|__kafka_orm_v: &#first| &__kafka_orm_v.#ident))
+        }
+        FieldType::MessageType => quote!(#p::key::ColumnKind::Text),
+    }
+}
+
+/// Where errors about a variant's struct point: the struct's name (the last segment of
+/// its path; stable Rust cannot join a path's spans), or the whole type.
+pub(crate) fn type_span(ty: &syn::Type) -> Span {
+    match ty {
+        syn::Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .map_or_else(|| ty.span(), |s| s.ident.span()),
+        _ => ty.span(),
+    }
 }
 
 /// `tokens` with every token (inside groups too) at `span`, so that a compiler error

@@ -107,3 +107,28 @@ fn generic_types_get_no_stub() {
     assert!(out.contains("compile_error!"), "{out}");
     assert!(!out.contains("impl"), "{out}");
 }
+
+#[test]
+fn topic_enum() {
+    insta::assert_snapshot!(expand(parse_quote! {
+        #[derive(Topic)]
+        #[topic(name = "orders", key = "order_id", outbox, inbox(dedup = "order_id"), dlq)]
+        pub enum OrderEvent {
+            Created(OrderCreated),
+            #[topic(type_name = "order.paid")]
+            Paid(events::OrderPaid),
+        }
+    }));
+}
+
+#[test]
+fn topic_enum_errors_come_with_a_stub() {
+    insta::assert_snapshot!(expand(parse_quote! {
+        #[derive(Topic)]
+        #[topic(type_name = "x")]
+        enum OrderEvent {
+            Created(OrderCreated),
+            Unit,
+        }
+    }));
+}

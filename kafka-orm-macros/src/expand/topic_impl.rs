@@ -1,48 +1,75 @@
-//! `impl Topic` (the spec as one constant expression, the codec, two accessors) and the
-//! marker impls.
+//! `impl Topic` (the spec as one constant expression, the codec, the accessors of
+//! `accessors.rs`, and for a topic enum the methods of `variants.rs`) and the marker impls.
 
 use proc_macro2::{Literal, TokenStream};
-use quote::{ToTokens, quote, quote_spanned};
-use syn::spanned::Spanned;
+use quote::{ToTokens, quote};
 
-use super::{column_type, respan};
+use super::accessors::{self, Receiver};
+use super::{column_type, respan, variants};
 use crate::check::Role;
-use crate::model::{Direction, FieldRef, Inbox, Retry, RetryDuration, TopicModel};
+use crate::model::{Direction, FieldRef, Inbox, Messages, Retry, RetryDuration, TopicModel};
 
 pub fn expand(model: &TopicModel) -> TokenStream {
     let krate = &model.krate;
     let p = quote!(#krate::__private);
     let ident = model.ident;
     let spec = spec(model, &p);
-    let codec = match &model.codec {
-        // Spanned on the string, so "not a codec" errors point at it.
-        Some(codec) => {
-            let ty = codec.ty;
-            quote!(#ty)
-        }
-        // Spanned on the type name, so a missing `Serialize` points at the type.
-        None => respan(quote!(#p::Json), ident.span()),
+    let (codec, methods, members) = match &model.messages {
+        Messages::Struct { .. } => (codec(model, &p), struct_methods(model, &p), quote!()),
+        Messages::Enum(variants) => (
+            respan(quote!(#p::Variants), ident.span()),
+            variants::methods(model, &p, variants),
+            variants::members(model, &p, variants),
+        ),
     };
-    let key = key(model, &p);
-    let dedup = dedup(model, &p);
     let markers = markers(model, &p);
-    let key_values = key_values(model, &p);
     let retry_assertion = retry_assertion(model, &p);
     quote! {
         #[automatically_derived]
         impl #p::Topic for #ident {
             const SPEC: &'static #p::TopicSpec = &#spec;
             type Codec = #codec;
-            fn key(&self) -> #p::Option<#p::KeyBytes> {
-                #key
-            }
-            fn dedup_key(&self) -> #p::Vec<#p::DedupValue> {
-                #dedup
-            }
-            #key_values
+            #methods
         }
+        #members
         #markers
         #retry_assertion
+    }
+}
+
+/// The codec of a struct's payload: the user's, or JSON.
+pub(super) fn codec(model: &TopicModel, p: &TokenStream) -> TokenStream {
+    match &model.codec {
+        // Spanned on the string, so "not a codec" errors point at it.
+        Some(codec) => {
+            let ty = codec.ty;
+            quote!(#ty)
+        }
+        // Spanned on the type name, so a missing `Serialize` points at the type.
+        None => respan(quote!(#p::Json), model.ident.span()),
+    }
+}
+
+/// `key()`, `dedup_key()` and, for an outbox topic with a key, `key_values()` of a struct.
+fn struct_methods(model: &TopicModel, p: &TokenStream) -> TokenStream {
+    let key = accessors::key(model, p, &Receiver::Struct);
+    let dedup = accessors::dedup(model, p, &Receiver::Struct);
+    let key_values = (model.outbox.is_some() && !model.key.is_empty()).then(|| {
+        let values = accessors::key_values(model, p, &Receiver::Struct);
+        quote! {
+            fn key_values(&self) -> #p::Vec<#p::sea_orm::Value> {
+                #values
+            }
+        }
+    });
+    quote! {
+        fn key(&self) -> #p::Option<#p::KeyBytes> {
+            #key
+        }
+        fn dedup_key(&self) -> #p::Vec<#p::DedupValue> {
+            #dedup
+        }
+        #key_values
     }
 }
 
@@ -50,8 +77,13 @@ pub fn expand(model: &TopicModel) -> TokenStream {
 fn spec(model: &TopicModel, p: &TokenStream) -> TokenStream {
     let type_name = format!("::{}", model.type_name);
     let name = &model.name;
+    let names: Vec<&str> = match &model.messages {
+        Messages::Struct { name } => vec![name],
+        Messages::Enum(variants) => variants.iter().map(|v| v.name.as_str()).collect(),
+    };
     let mut spec = quote! {
         #p::TopicSpec::new(#p::concat!(#p::module_path!(), #type_name), #name)
+            .message_types(&[#(#names),*])
     };
     if !model.key.is_empty() {
         let fields = model.key.iter().map(|f| &f.name);
@@ -115,7 +147,7 @@ fn columns(p: &TokenStream, fields: &[FieldRef], role: Role) -> TokenStream {
     if fields.is_empty() {
         return TokenStream::new();
     }
-    let columns = fields.iter().map(|f| column_type(p, f.ty, role));
+    let columns = fields.iter().map(|f| column_type(p, f, role));
     quote!(.columns(&[#(#columns),*]))
 }
 
@@ -170,62 +202,6 @@ fn retry_assertion(model: &TopicModel, p: &TokenStream) -> TokenStream {
         quote!(const _: () = #p::assert!(#ms #condition, #msg);),
         lit.span(),
     )
-}
-
-/// `&self.field`, spanned on the field's type so that a missing `KeyPart` / `DedupPart`
-/// impl is reported at the field.
-fn field_expr(field: &FieldRef) -> (TokenStream, proc_macro2::Span) {
-    let span = field.ty.span();
-    let ident = field.ident;
-    (quote_spanned!(span=> &self.#ident), span)
-}
-
-fn key(model: &TopicModel, p: &TokenStream) -> TokenStream {
-    match model.key.as_slice() {
-        [] => quote!(#p::None),
-        [one] => {
-            let (expr, span) = field_expr(one);
-            let single = respan(quote!(#p::key::single), span);
-            quote!(#p::Some(#single(#expr)))
-        }
-        many => {
-            let pushes = many.iter().map(|f| {
-                let (expr, span) = field_expr(f);
-                quote_spanned!(span=> .push(#expr))
-            });
-            quote!(#p::Some(#p::key::Composite::new() #(#pushes)* .finish()))
-        }
-    }
-}
-
-/// `key_values()` for an outbox topic with a key: the typed key columns' values.
-fn key_values(model: &TopicModel, p: &TokenStream) -> TokenStream {
-    if model.outbox.is_none() || model.key.is_empty() {
-        return TokenStream::new();
-    }
-    let values = model.key.iter().map(|f| {
-        let (expr, span) = field_expr(f);
-        let key_value = respan(quote!(#p::KeyPart::key_value), span);
-        quote!(#key_value(#expr))
-    });
-    quote! {
-        fn key_values(&self) -> #p::Vec<#p::sea_orm::Value> {
-            #p::Vec::from([#(#values),*])
-        }
-    }
-}
-
-fn dedup(model: &TopicModel, p: &TokenStream) -> TokenStream {
-    let fields = model.inbox.as_ref().map_or(&[][..], |i| &i.dedup[..]);
-    if fields.is_empty() {
-        return quote!(#p::Vec::new());
-    }
-    let values = fields.iter().map(|f| {
-        let (expr, span) = field_expr(f);
-        let dedup_value = respan(quote!(#p::DedupPart::dedup_value), span);
-        quote!(#dedup_value(#expr))
-    });
-    quote!(#p::Vec::from([#(#values),*]))
 }
 
 fn markers(model: &TopicModel, p: &TokenStream) -> TokenStream {

@@ -50,6 +50,8 @@ pub(crate) enum Work<T> {
         raw: RawRecord,
         error: String,
         place: Place,
+        /// Its type header names a type the topic does not carry (not a codec error).
+        unknown_type: bool,
     },
 }
 
@@ -207,7 +209,15 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
                 raw,
                 place,
             } => (delivery, raw, place),
-            Work::Undecodable { raw, error, place } => {
+            Work::Undecodable {
+                raw,
+                error,
+                place,
+                unknown_type,
+            } => {
+                if unknown_type && let Some(done) = self.unknown_type(&raw) {
+                    return done;
+                }
                 let failed = Failed {
                     raw: &raw,
                     attempts: 0,
@@ -393,7 +403,7 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
 /// A raw record rebuilt from a decoded delivery (when raw bytes were not kept).
 fn raw_of<T: Topic>(d: &Delivery<T>) -> RawRecord {
     let mut payload = Vec::new();
-    let _ = <T::Codec as crate::codec::Codec<T>>::encode(&d.value, &mut payload);
+    let _ = d.value.encode_payload(&mut payload);
     RawRecord {
         topic: d.topic.clone(),
         partition: d.partition,

@@ -46,8 +46,9 @@
 //! - **Dead letters.** After the last attempt the raw record goes to the topic's `dlq`
 //!   with `kafka-orm-dlq-*` headers (source topic, partition, offset, attempts, error,
 //!   first and last failure time, group), and the partition moves on. A payload that cannot
-//!   be decoded goes there at once. Without a `dlq` such a message stops the handler with
-//!   a typed error instead, its offset uncommitted: nothing is dropped silently.
+//!   be decoded goes there at once, and so does one of a type the topic does not carry
+//!   ([`HandlerBuilder::on_unknown_type`]). Without a `dlq` such a message stops the handler
+//!   with a typed error instead, its offset uncommitted: nothing is dropped silently.
 //! - **Backpressure.** A partition with more than [`HandlerBuilder::max_pending`] messages
 //!   waiting is paused and resumed once half of them are done.
 //! - **Rebalance.** On revoke, queued messages of the revoked partitions are abandoned,
@@ -73,6 +74,7 @@ mod retry;
 mod runner;
 mod running;
 mod traits;
+mod unknown_type;
 mod watermark;
 
 pub use crate::telemetry::lag::PartitionLag;
@@ -93,6 +95,7 @@ use std::time::Duration;
 use crate::context::TopicHandle;
 use crate::defaults;
 use crate::error::{Error, Result};
+use crate::message_type::OnUnknownType;
 use crate::topic::{Consumable, Topic};
 
 pub use dlq::{
@@ -130,6 +133,7 @@ pub(crate) struct Config {
     pub drain_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub on_exhausted: OnExhausted,
+    pub on_unknown_type: OnUnknownType,
     pub purge_interval: Duration,
     pub attempts: u32,
     pub backoff: Duration,
@@ -159,6 +163,7 @@ impl<T: Consumable> TopicHandle<T> {
                 drain_timeout: defaults::HANDLER_DRAIN_TIMEOUT,
                 shutdown_timeout: self.orm().shutdown_timeout(),
                 on_exhausted: OnExhausted::Stop,
+                on_unknown_type: OnUnknownType::default(),
                 purge_interval: defaults::INBOX_PURGE_INTERVAL,
                 attempts: retry.attempts.max(1),
                 backoff: retry.backoff,
@@ -226,6 +231,14 @@ impl<T: Consumable, H: Apply<T>> HandlerBuilder<T, H> {
     /// What to do after the last attempt when the topic has no `dlq` (default: stop).
     pub fn on_exhausted(mut self, policy: OnExhausted) -> Self {
         self.config.on_exhausted = policy;
+        self
+    }
+
+    /// What to do with a message whose type header names a type the topic does not carry
+    /// (default [`OnUnknownType::DeadLetter`]: to the `dlq`, or stop without one). Such a
+    /// message is never decoded as the wrong type; see [`crate::message_type`].
+    pub fn on_unknown_type(mut self, policy: OnUnknownType) -> Self {
+        self.config.on_unknown_type = policy;
         self
     }
 

@@ -414,12 +414,18 @@ fn admit<T: Consumable, H>(lane: &Lane<T, H>, p: Polled) -> Option<Work<T>> {
             }
         }
         Err(e) => {
-            Counters::bump(&shared.counters.undecodable);
-            shared.metrics.undecodable.increment(1);
+            let unknown_type = matches!(e, Error::UnknownType { .. });
+            if unknown_type {
+                Counters::bump(&shared.counters.unknown_types);
+            } else {
+                Counters::bump(&shared.counters.undecodable);
+                shared.metrics.undecodable.increment(1);
+            }
             Work::Undecodable {
                 raw: raw_record(&p.msg),
                 error: e.to_string(),
                 place,
+                unknown_type,
             }
         }
     })

@@ -21,6 +21,9 @@ pub struct HandlerStats {
     pub dead_lettered: u64,
     /// Payloads that could not be decoded.
     pub undecodable: u64,
+    /// Messages of a type the topic does not carry (see
+    /// [`OnUnknownType`](crate::message_type::OnUnknownType)), however they ended.
+    pub unknown_types: u64,
     /// Messages skipped after the last attempt ([`OnExhausted::Skip`](super::OnExhausted::Skip)).
     pub skipped_failures: u64,
     /// Database errors outside the handler (begin/commit/inbox), retried.
@@ -48,6 +51,7 @@ pub(crate) struct Counters {
     pub retries: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub undecodable: AtomicU64,
+    pub unknown_types: AtomicU64,
     pub skipped_failures: AtomicU64,
     pub database_errors: AtomicU64,
     pub pauses: AtomicU64,
@@ -110,6 +114,7 @@ impl Counters {
             retries: self.retries.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             undecodable: self.undecodable.load(Relaxed),
+            unknown_types: self.unknown_types.load(Relaxed),
             skipped_failures: self.skipped_failures.load(Relaxed),
             database_errors: self.database_errors.load(Relaxed),
             pauses: self.pauses.load(Relaxed),

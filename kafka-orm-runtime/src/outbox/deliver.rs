@@ -173,13 +173,17 @@ impl Table {
         out
     }
 
-    /// The headers a row is sent with: its own (whose trace context `span` links to), the
-    /// message id, the type and, leased, the bucket's epoch; `None` when they are malformed.
+    /// The headers a row is sent with: its own (whose trace context `span` links to, and
+    /// its message type, stored at publish), the message id and, leased, the bucket's
+    /// epoch; `None` when they are malformed.
     fn headers_of(&self, row: &Row, view: &LeaseView, span: &Span) -> Option<Headers> {
         let mut headers = decode_headers(&row.headers)?;
         trace::link(span, &headers);
         headers.insert(MESSAGE_ID_HEADER, row.message_id.as_str());
-        headers.insert(TYPE_HEADER, self.spec.type_name);
+        if !headers.contains(TYPE_HEADER) {
+            // A row published before rows kept their message type: the topic's one type.
+            headers.insert(TYPE_HEADER, crate::message_type::default_of(self.spec));
+        }
         if self.leased {
             let epoch = view.owned.get(&row.bucket).copied().unwrap_or_default();
             headers.insert(RELAY_EPOCH_HEADER, format!("{}:{epoch}", row.bucket));

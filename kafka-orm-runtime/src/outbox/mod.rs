@@ -143,10 +143,11 @@ fn new_row<T: Topic>(
         })?),
         None => None,
     };
-    // The message-id and type headers are rebuilt at relay time from the row.
+    // The message-id header is rebuilt at relay time from the row; the type header stays,
+    // as the row's message type (a topic enum's rows are of several).
     let mut extra = Headers::new();
     for (name, value) in msg.headers.iter() {
-        if name != producer::MESSAGE_ID_HEADER && name != producer::TYPE_HEADER {
+        if name != producer::MESSAGE_ID_HEADER {
             extra.insert(name, value);
         }
     }

@@ -1,0 +1,6 @@
+use kafka_orm::Topic;
+
+#[derive(Topic)]
+pub enum OrderEvent {}
+
+fn main() {}
