@@ -32,11 +32,14 @@ pub struct Ping {
     pub id: i64,
 }
 
-/// `$var`, or a failure naming how to get it (these tests need the real services).
-pub fn service(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run ./scripts/test, or export `scripts/kafka env` and `scripts/postgres env`")
-    })
+/// The real broker and PostgreSQL (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`): missing,
+/// the test fails, or with `KAFKA_ORM_SKIP_INFRA=1` skips loudly (the suite's rule, see
+/// `kafka_orm_tests`).
+pub fn services() -> Option<(String, String)> {
+    Some((
+        kafka_orm_tests::kafka_bootstrap()?,
+        kafka_orm_tests::postgres_url()?,
+    ))
 }
 
 pub fn unique(test: &str) -> String {
@@ -48,16 +51,15 @@ pub fn unique(test: &str) -> String {
 }
 
 /// A fresh PostgreSQL database: its URL and a connection.
-pub async fn fresh_database(test: &str) -> (String, DatabaseConnection) {
-    let url = service("DATABASE_URL");
+pub async fn fresh_database(url: &str, test: &str) -> (String, DatabaseConnection) {
     let name = unique(test);
-    let admin = Database::connect(&url).await.unwrap();
+    let admin = Database::connect(url).await.unwrap();
     admin
         .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
         .await
         .unwrap();
     admin.close().await.ok();
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
     let url = format!("{base}/{name}");
     let db = Database::connect(&url).await.unwrap();
     (url, db)
@@ -115,10 +117,10 @@ pub struct Service {
     pub namespace: String,
 }
 
-pub async fn service_with_dead_letters(test: &str) -> Service {
-    let (url, db) = fresh_database(test).await;
+pub async fn service_with_dead_letters(test: &str) -> Option<Service> {
+    let (bootstrap, url) = services()?;
+    let (url, db) = fresh_database(&url, test).await;
     let namespace = format!("{}.", unique(test));
-    let bootstrap = service("KAFKA_BOOTSTRAP_SERVERS");
     let orm = KafkaOrm::builder()
         .bootstrap_servers(bootstrap.clone())
         .namespace(namespace.clone())
@@ -162,12 +164,12 @@ pub async fn service_with_dead_letters(test: &str) -> Service {
         ("DATABASE_URL", url),
         ("KAFKA_ORM_TOPICS", topics.display().to_string()),
     ];
-    Service {
+    Some(Service {
         orm,
         db,
         env,
         namespace,
-    }
+    })
 }
 
 pub async fn publish(orm: &KafkaOrm, db: &DatabaseConnection, orders: &[Order]) {
