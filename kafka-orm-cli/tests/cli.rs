@@ -33,47 +33,7 @@ async fn every_command_works_against_the_real_services() {
     outbox_commands(&s).await;
     dlq_list_and_show(&s);
 
-    let dry = ok(&s.run(&[
-        "dlq",
-        "replay",
-        "cli.orders",
-        "--error",
-        "order 2",
-        "--dry-run",
-    ]));
-    assert!(dry.contains("would replay 1 of 1"), "{dry}");
-    let rows = s.scalar("SELECT count(*) FROM order_outbox").await;
-    let done = ok(&s.run(&["dlq", "replay", "cli.orders", "--error", "order 2"]));
-    assert!(
-        done.contains("replayed 1 of 1") && done.contains("through the outbox `order_outbox`"),
-        "{done}"
-    );
-    assert_eq!(
-        s.scalar("SELECT count(*) FROM order_outbox").await,
-        rows + 1
-    );
-    let again = json(&s.run(&[
-        "dlq",
-        "replay",
-        "cli.orders",
-        "--error",
-        "order 2",
-        "--json",
-    ]));
-    assert_eq!(
-        (
-            again["replayed"].as_array().unwrap().len(),
-            again["already_replayed"].as_u64()
-        ),
-        (0, Some(1))
-    );
-    assert_eq!(
-        s.scalar("SELECT count(*) FROM order_outbox").await,
-        rows + 1,
-        "once"
-    );
-    let listed = json(&s.run(&["dlq", "list", "cli.orders", "--key", "c-2", "--json"]));
-    assert_eq!(listed["letters"][0]["replayed"], serde_json::json!(true));
+    dlq_replay_once(&s).await;
 
     let group = format!("{ns}cli-orders");
     let lag = ok(&s.run(&["lag", &group]));
@@ -198,4 +158,49 @@ fn dlq_list_and_show(s: &Service) {
         2,
         "no dead letter at 0:999999",
     );
+}
+
+/// `dlq replay`: a dry run, the replay through the outbox, and a rerun that finds it done.
+async fn dlq_replay_once(s: &Service) {
+    let dry = ok(&s.run(&[
+        "dlq",
+        "replay",
+        "cli.orders",
+        "--error",
+        "order 2",
+        "--dry-run",
+    ]));
+    assert!(dry.contains("would replay 1 of 1"), "{dry}");
+    let rows = s.scalar("SELECT count(*) FROM order_outbox").await;
+    let done = ok(&s.run(&["dlq", "replay", "cli.orders", "--error", "order 2"]));
+    assert!(
+        done.contains("replayed 1 of 1") && done.contains("through the outbox `order_outbox`"),
+        "{done}"
+    );
+    assert_eq!(
+        s.scalar("SELECT count(*) FROM order_outbox").await,
+        rows + 1
+    );
+    let again = json(&s.run(&[
+        "dlq",
+        "replay",
+        "cli.orders",
+        "--error",
+        "order 2",
+        "--json",
+    ]));
+    assert_eq!(
+        (
+            again["replayed"].as_array().unwrap().len(),
+            again["already_replayed"].as_u64()
+        ),
+        (0, Some(1))
+    );
+    assert_eq!(
+        s.scalar("SELECT count(*) FROM order_outbox").await,
+        rows + 1,
+        "once"
+    );
+    let listed = json(&s.run(&["dlq", "list", "cli.orders", "--key", "c-2", "--json"]));
+    assert_eq!(listed["letters"][0]["replayed"], serde_json::json!(true));
 }

@@ -162,7 +162,11 @@ async fn dead_letters_read_back_typed_with_their_headers_parsed_and_undecodable_
     decoded.sort_unstable();
     assert_eq!(decoded, [2, 4, 5]);
 
-    // Filters, pages and one dead letter by its position.
+    filters_and_pages(&dlq).await;
+}
+
+/// Filters, pages and one dead letter by its position.
+async fn filters_and_pages(dlq: &kafka_orm::dlq::Dlq<Order>) {
     let refused = dlq
         .list(&DlqFilter::all().error_contains("REFUSED"), Page::first(10))
         .await
