@@ -11,7 +11,7 @@ use crate::topic::{Direction, DlqSpec, InboxSpec, OutboxSpec, RetrySpec, TopicSp
 /// The version of the file format this crate writes and reads.
 pub const TOPICS_FILE_VERSION: u32 = 1;
 
-/// A service's topics (see the [module docs](self)).
+/// A service's topics: what [`KafkaOrm::registry_json`] writes, as JSON (see [`crate::ops`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicsFile {
     /// [`TOPICS_FILE_VERSION`].
