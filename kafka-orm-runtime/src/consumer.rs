@@ -96,6 +96,22 @@ impl<T> Delivery<T> {
     pub fn span(&self) -> &tracing::Span {
         &self.span
     }
+    /// This delivery's place, headers and attempt with another value (a topic enum's
+    /// member, for its route).
+    pub(crate) fn with_value<U>(&self, value: U) -> Delivery<U> {
+        Delivery {
+            value,
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.clone(),
+            headers: self.headers.clone(),
+            timestamp_ms: self.timestamp_ms,
+            attempt: self.attempt,
+            span: self.span.clone(),
+        }
+    }
+
     /// The messaging attributes of a span about this delivery, read by `group`.
     pub(crate) fn messaging<'a>(&'a self, group: &'a str) -> Messaging<'a> {
         Messaging {

@@ -18,6 +18,7 @@ pub use kafka_orm_runtime::handler::{
     HandlerStats, HandlerWithoutDatabase, Host, HostBuilder, OnExhausted, PartitionLag,
     RunningHandler,
 };
+pub use kafka_orm_runtime::handler::{Routes, RoutesWithoutDatabase};
 pub use kafka_orm_runtime::health::{self, Health, HealthState, Reason};
 pub use kafka_orm_runtime::key::{ColumnKind, DedupPart, DedupValue, KeyPart};
 pub use kafka_orm_runtime::message_type::{self, DecodeError, Member, OnUnknownType};

@@ -71,6 +71,7 @@ mod lane_forward;
 mod partitions;
 mod poll;
 mod retry;
+mod routes;
 mod runner;
 mod running;
 mod traits;
@@ -85,6 +86,7 @@ pub use forms::{
     FnHandler, HandlerFn, HandlerWithoutDatabaseFn,
 };
 pub use host::{Host, HostBuilder};
+pub use routes::{Routes, RoutesWithoutDatabase};
 pub(crate) use running::Counters;
 pub use running::{HandlerStats, RunningHandler};
 pub use traits::{BatchFuture, Handler, HandlerError, HandlerFuture, HandlerWithoutDatabase};
