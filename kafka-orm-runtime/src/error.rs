@@ -75,6 +75,36 @@ pub enum Error {
         topic: &'static str,
     },
 
+    /// The service declares what it produces ([`KafkaOrmBuilder::produces`]), and this type
+    /// is not among it: it was not sent.
+    ///
+    /// [`KafkaOrmBuilder::produces`]: crate::KafkaOrmBuilder::produces
+    #[error(
+        "this service does not produce `{type_name}` (topic `{topic}`): it declares what it produces with `.produces::<..>()` on the builder; add `.produces::<{short}>()` to produce it",
+        short = last_segment(.type_name)
+    )]
+    NotProduced {
+        /// The topic.
+        topic: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+    },
+
+    /// The service declares what it consumes ([`KafkaOrmBuilder::consumes`]), and this type
+    /// is not among it: no consumer was created.
+    ///
+    /// [`KafkaOrmBuilder::consumes`]: crate::KafkaOrmBuilder::consumes
+    #[error(
+        "this service does not consume `{type_name}` (topic `{topic}`): it declares what it consumes with `.consumes::<..>()` on the builder; add `.consumes::<{short}>()` to consume it",
+        short = last_segment(.type_name)
+    )]
+    NotConsumed {
+        /// The topic.
+        topic: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+    },
+
     /// A topic has no consumer group, and the context has no default group.
     #[error(
         "topic `{topic}` has no consumer group: add `group = \"..\"` to `#[topic(..)]` or call `.group(..)` on the builder"
@@ -276,6 +306,11 @@ impl Error {
             source,
         }
     }
+}
+
+/// `OrderCreated` of `my_app::events::OrderCreated`.
+fn last_segment(path: &str) -> &str {
+    path.rsplit("::").next().unwrap_or(path)
 }
 
 /// `` `a`, `b` and `c` `` for an error message.

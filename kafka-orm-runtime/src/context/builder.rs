@@ -10,6 +10,7 @@ use rdkafka::producer::FutureProducer;
 use sea_orm::DatabaseConnection;
 
 use super::admin::create_topics;
+use super::direction::Directions;
 use super::embedded::EmbeddedBroker;
 use super::{BOOTSTRAP_ENV, Inner, KafkaOrm, client_config};
 use crate::error::{Error, Result};
@@ -39,6 +40,7 @@ pub struct KafkaOrmBuilder {
     producer_overrides: BTreeMap<String, String>,
     consumer_overrides: BTreeMap<String, String>,
     database: Option<DatabaseConnection>,
+    directions: Option<Directions>,
     create_topics: bool,
     migrate: bool,
     connect_timeout: Duration,
@@ -60,6 +62,7 @@ impl KafkaOrm {
             producer_overrides: BTreeMap::new(),
             consumer_overrides: BTreeMap::new(),
             database: None,
+            directions: None,
             create_topics: true,
             migrate: true,
             connect_timeout: defaults::CONNECT_TIMEOUT,
@@ -94,6 +97,7 @@ impl std::fmt::Debug for KafkaOrmBuilder {
             .field("producer_overrides", &shown(&self.producer_overrides))
             .field("consumer_overrides", &shown(&self.consumer_overrides))
             .field("database", &self.database.is_some())
+            .field("directions", &self.directions)
             .field("create_topics", &self.create_topics)
             .field("migrate", &self.migrate)
             .field("connect_timeout", &self.connect_timeout)
@@ -106,6 +110,44 @@ impl std::fmt::Debug for KafkaOrmBuilder {
 }
 
 impl KafkaOrmBuilder {
+    /// Declares that this service produces `T` (directly, through the outbox, or as a
+    /// pipeline's output), so that one events crate serves producer-only and consumer-only
+    /// services: the types say neither `produce_only` nor `consume_only`, and each service
+    /// says what it does with them.
+    ///
+    /// ```text
+    /// let orm = KafkaOrm::builder().bootstrap_from_env()
+    ///     .produces::<OrderEvent>()        // this service sends orders …
+    ///     .consumes::<PaymentEvent>()      // … and reads payments, nothing else
+    ///     .build().await?;
+    /// ```
+    ///
+    /// A service that declares nothing may use every type both ways, as far as the type
+    /// allows. Once it declares one direction of one type, the two lists are complete:
+    ///
+    /// | what | checked | how |
+    /// |---|---|---|
+    /// | a `produce_only` / `consume_only` type used the other way | compile time | the type lacks [`Consumable`] / [`Producible`] |
+    /// | `.produces::<T>()` of a `consume_only` type, `.consumes::<T>()` of a `produce_only` one | compile time | the same bounds |
+    /// | `.consumes::<T>()` of a topic with an inbox, without `.database(..)` | `build()` | [`Error::NoDatabase`] |
+    /// | producing or publishing a type the service does not declare it produces | the call | [`Error::NotProduced`] |
+    /// | consuming a type it does not declare it consumes (a stream, a handler, a pipeline) | the call (`consume()`, `spawn()`, `run_until`) | [`Error::NotConsumed`] |
+    ///
+    /// [`Producible`]: crate::Producible
+    /// [`Consumable`]: crate::Consumable
+    pub fn produces<T: crate::Producible>(mut self) -> Self {
+        self.directions.get_or_insert_default().produce::<T>();
+        self
+    }
+
+    /// Declares that this service consumes `T` (a stream, a handler or a pipeline); see
+    /// [`produces`](Self::produces). `build()` checks that a consumed topic with an inbox
+    /// has the database ([`Error::NoDatabase`]). Needs [`Consumable`](crate::Consumable).
+    pub fn consumes<T: crate::Consumable>(mut self) -> Self {
+        self.directions.get_or_insert_default().consume::<T>();
+        self
+    }
+
     /// Kafka's bootstrap servers, e.g. `"localhost:9092"`.
     pub fn bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
         self.broker = BrokerChoice::Servers(servers.into());
@@ -318,13 +360,16 @@ impl KafkaOrmBuilder {
         self
     }
 
-    /// Validates the registry (conflicting settings, and table and column names a
+    /// Validates the registry (two types on one topic, and table and column names a
     /// hand-written `impl Topic` may get wrong: [`Error::InvalidIdentifier`], before any
-    /// SQL runs), connects, creates missing topics, creates the tables and opens the
-    /// producer.
+    /// SQL runs) and the declared directions ([`produces`](Self::produces)), connects,
+    /// creates missing topics, creates the tables and opens the producer.
     pub async fn build(self) -> Result<KafkaOrm> {
         let topics = registry::registered_topics();
         registry::validate(&topics)?;
+        if let Some(directions) = &self.directions {
+            directions.check_at_build(self.database.is_some())?;
+        }
         let (bootstrap, embedded) = self.broker.clone().resolve()?;
         let common = self.common_settings(&bootstrap, embedded.is_some())?;
         let producer_config = producer_config(&bootstrap, &common, &self.producer_overrides);
@@ -362,6 +407,7 @@ impl KafkaOrmBuilder {
                 producer,
                 database: self.database,
                 topics,
+                directions: self.directions,
                 send_timeout: self.send_timeout,
                 consumer_buffer: self.consumer_buffer,
                 metrics_interval: self.metrics_interval,

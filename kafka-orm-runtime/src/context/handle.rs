@@ -82,6 +82,7 @@ impl<T: Topic> TopicHandle<T> {
     where
         T: Producible,
     {
+        self.orm.may_produce(T::SPEC)?;
         let msg = producer::encode(value, headers)?;
         let inner = &self.orm.inner;
         producer::send(&inner.producer, &self.name(), msg, inner.send_timeout).await
@@ -95,6 +96,7 @@ impl<T: Topic> TopicHandle<T> {
         T: Producible,
         I: IntoIterator<Item = &'a T>,
     {
+        self.orm.may_produce(T::SPEC)?;
         let msgs = values
             .into_iter()
             .map(|v| producer::encode(v, Headers::new()))

@@ -5,6 +5,8 @@
 //! shared idempotent producer. [`KafkaOrm::topic`] then hands out typed per-topic handles.
 //!
 //! - `builder`: [`KafkaOrmBuilder`], its settings and `build()`;
+//! - `direction`: what a service declares it produces and consumes, and what is checked
+//!   when;
 //! - `admin`: the Kafka topics the registry needs and their creation;
 //! - `embedded`: the in-process broker behind [`KafkaOrmBuilder::embedded`];
 //! - `handle`: [`TopicHandle`], what a service produces, publishes and consumes through.
@@ -22,6 +24,7 @@ use crate::topic::{Topic, TopicSpec};
 
 mod admin;
 mod builder;
+pub(crate) mod direction;
 mod embedded;
 mod handle;
 
@@ -51,6 +54,8 @@ struct Inner {
     producer: FutureProducer,
     database: Option<DatabaseConnection>,
     topics: Vec<&'static TopicSpec>,
+    /// What the service declared it produces and consumes; `None`: every type both ways.
+    directions: Option<direction::Directions>,
     send_timeout: Duration,
     consumer_buffer: usize,
     metrics_interval: Duration,
@@ -159,11 +164,21 @@ impl KafkaOrm {
         cfg
     }
 
+    /// Fails with [`Error::NotProduced`] when the service declared what it produces and
+    /// `spec`'s type is not among it.
+    pub(crate) fn may_produce(&self, spec: &'static TopicSpec) -> Result<()> {
+        direction::may_produce(self.inner.directions.as_ref(), spec)
+    }
+
+    /// The group a consumer of `spec` (a stream, a handler, a pipeline) joins; fails with
+    /// [`Error::NotConsumed`] when the service declared what it consumes and `spec`'s type
+    /// is not among it.
     pub(crate) fn group_for(
         &self,
         spec: &'static TopicSpec,
         explicit: Option<&str>,
     ) -> Result<String> {
+        direction::may_consume(self.inner.directions.as_ref(), spec)?;
         let group = explicit
             .or(spec.group)
             .or(self.inner.default_group.as_deref())

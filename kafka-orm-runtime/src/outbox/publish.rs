@@ -30,6 +30,7 @@ impl<T: Topic> TopicHandle<T> {
     where
         T: OutboxTopic,
     {
+        self.orm().may_produce(T::SPEC)?;
         let mut ids = super::publish(txn, &[value], headers).await?;
         telemetry::published(&self.name(), super::table_of(T::SPEC), 1);
         Ok(ids.remove(0))
@@ -46,6 +47,7 @@ impl<T: Topic> TopicHandle<T> {
         T: OutboxTopic,
         I: IntoIterator<Item = &'a T>,
     {
+        self.orm().may_produce(T::SPEC)?;
         let values: Vec<&T> = values.into_iter().collect();
         let ids = super::publish(txn, &values, Headers::new()).await?;
         telemetry::published(&self.name(), super::table_of(T::SPEC), ids.len() as u64);

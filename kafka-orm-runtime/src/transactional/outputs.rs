@@ -50,6 +50,7 @@ impl Outputs {
         value: &O,
         headers: Headers,
     ) -> Result<String> {
+        self.orm.may_produce(O::SPEC)?;
         let msg = producer::encode(value, headers)?;
         let id = msg.message_id.clone();
         self.enqueue(self.orm.topic_name(O::SPEC), msg)?;
