@@ -88,12 +88,12 @@ pub async fn list(services: &Services, args: &ListArgs, json: bool) -> Outcome {
         ]);
     }
     if table.is_empty() {
-        println!("no dead letters in `{}` match", dlq.name());
+        crate::outln!("no dead letters in `{}` match", dlq.name());
     } else {
         table.print();
     }
     if let Some(next) = page.next {
-        println!("more: --after {next}");
+        crate::outln!("more: --after {next}");
     }
     Ok(())
 }

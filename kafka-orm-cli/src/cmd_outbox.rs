@@ -62,12 +62,12 @@ pub async fn status(services: &Services, json: bool) -> Outcome {
         }
     }
     if status.is_empty() {
-        println!("the topics file has no outbox topics");
+        crate::outln!("the topics file has no outbox topics");
         return Ok(());
     }
     table.print();
     if !failing.is_empty() {
-        println!();
+        crate::outln!();
         failing.print();
     }
     Ok(())
@@ -128,7 +128,7 @@ pub async fn retry(services: &Services, args: &RetryArgs, json: bool) -> Outcome
     if json {
         print_json(&serde_json::json!({ "table": table, "rows": n }));
     } else {
-        println!("{n} row(s) of `{table}` due now");
+        crate::outln!("{n} row(s) of `{table}` due now");
     }
     Ok(())
 }

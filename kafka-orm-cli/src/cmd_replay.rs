@@ -60,7 +60,7 @@ fn print_report(report: &ReplayReport, dlq: &str, json: bool) {
     } else {
         "replayed"
     };
-    println!(
+    crate::outln!(
         "{verb} {} of {} matching dead letter(s) of `{dlq}` to `{}`{via}; {} replayed before, left out",
         report.replayed.len(),
         report.matched,

@@ -58,13 +58,31 @@ impl Table {
 
     /// Prints it.
     pub fn print(&self) {
-        print!("{}", self.render());
+        out(&self.render());
     }
+}
+
+/// Writes `text` to stdout. A closed pipe (`kafka-orm dlq list x | head`) is not an
+/// error: the reader has what it wanted (`print!` would panic).
+pub fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `println!` through [`out`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::output::out("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::output::out(&format!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 /// Prints `value` as pretty JSON.
 pub fn print_json(value: &serde_json::Value) {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
