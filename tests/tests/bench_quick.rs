@@ -30,7 +30,14 @@ const EXPECTED: &[&str] = &[
     "inbox_throughput",
     "raw_consume_batch_insert",
     "raw_per_message_txn",
+    "inbox_txn_limit",
     "end_to_end_latency",
+    "relay_backlog",
+    "relay_peak_rss",
+    "relay_fanout",
+    "handler_lag",
+    "handler_peak_rss",
+    "inbox_prefilled",
     "macro_cost",
 ];
 
@@ -158,4 +165,20 @@ fn bench_quick_mode_runs_and_reports_every_field() {
         .find(|s| s["name"] == "relay_throughput")
         .unwrap();
     assert_eq!(relay["baseline_name"], "serial limit");
+
+    // Every handler row is measured against a same-shape limit, and the measured child
+    // processes report a peak RSS.
+    for s in scenarios.iter().filter(|s| s["name"] == "inbox_throughput") {
+        let baseline = s["baseline_name"].as_str().unwrap_or_default();
+        assert!(baseline.starts_with("inbox_txn_limit"), "{s}");
+    }
+    for name in ["relay_peak_rss", "handler_peak_rss"] {
+        for s in scenarios.iter().filter(|s| s["name"] == name) {
+            assert!(
+                s["figure"].as_f64().is_some_and(|mib| mib > 1.0),
+                "{name}: {s}"
+            );
+            assert_eq!(s["unit"], "MiB", "{name}");
+        }
+    }
 }

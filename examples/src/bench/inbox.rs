@@ -1,17 +1,23 @@
-//! `inbox_throughput` and its two raw baselines, on a 6-partition topic filled beforehand
-//! (not timed). The clock starts once a warm-up share has been processed (the group has
-//! joined) and stops when the last message is committed.
+//! `inbox_throughput`, the limits it is measured against, and two raw consumers, on a
+//! 6-partition topic filled beforehand (not timed). The clock starts once a warm-up share
+//! has been processed (the group has joined) and stops when the last message is committed.
 //!
 //! - `inbox_throughput`: kafka-orm's handler (`topic.handler(..)`) with the inbox
 //!   (`inbox(dedup = "seq")`); the handler does one SeaORM insert of a business row. Batch
-//!   mode (`.batch(500, 20 ms)`) against `raw_consume_batch_insert`, per-message mode
-//!   against `raw_per_message_txn`; each at concurrency 1 (as the baselines) and 8 (the
-//!   handler's default).
+//!   mode (`batch_handler(500, 20 ms)`, one SeaORM `insert_many`) and per-message mode, each
+//!   at concurrency 1 and 8 (the handler's default). Each is compared with
+//!   `inbox_txn_limit` of its own shape and concurrency, measured right after it
+//!   ([`crate::inbox_limit`]: the same transactions in a tight loop, no Kafka). When the
+//!   concurrency exceeds the partitions (8 > 6: the handler runs one lane per partition),
+//!   the limit at 6 is measured too, and in batch mode the limit at the handler's mean batch
+//!   size: what is left between those and the handler is consuming, decoding, dispatching
+//!   and committing offsets (`extra.gap`).
 //! - `raw_consume_batch_insert`: one raw rdkafka consumer; decode, buffer up to 500
 //!   messages (or 20 ms), insert them with one multi-row `INSERT .. ON CONFLICT DO NOTHING`
 //!   in a transaction, commit, then commit the offsets (async);
 //! - `raw_per_message_txn`: per message `BEGIN; INSERT; COMMIT`, then store its offset
-//!   (auto-committed every second).
+//!   (auto-committed every second). Both are hand-written consumers without an inbox row
+//!   (more baselines of the handler rows, not limits).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,75 +26,16 @@ use std::time::{Duration, Instant};
 use kafka_orm::deps::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use kafka_orm::deps::rdkafka::message::Message;
 use kafka_orm::deps::rdkafka::{Offset, TopicPartitionList};
-use kafka_orm::{Delivery, HandlerError};
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Set, Statement, TransactionTrait,
-    Value,
-};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
+use serde_json::json;
 
 use crate::Config;
+use crate::inbox_limit::{self, Limit};
 use crate::infra::{BenchEvent, Infra, PARTITIONS, Result, Scenario};
 use crate::produce::{Msg, send_all};
 use crate::report::{Baseline, Figure, Outcome, Params, Progress};
 
-const BATCH: usize = 500;
-const BATCH_WAIT: Duration = Duration::from_millis(20);
-
-/// The business row a handler writes, as a SeaORM entity.
-pub mod business {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "bench_business")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub seq: i64,
-        pub key: String,
-        pub sent_at_us: i64,
-        pub pad: String,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-/// The benchmark's batch handler: one SeaORM `insert_many` for the batch.
-pub async fn handle_batch(
-    txn: &DatabaseTransaction,
-    msgs: &[&Delivery<BenchEvent>],
-) -> std::result::Result<(), HandlerError> {
-    business::Entity::insert_many(msgs.iter().map(|msg| business_row(msg)))
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
-}
-
-/// The DDL of the business table.
-pub const BUSINESS_TABLE: &str = "CREATE TABLE bench_business (seq BIGINT PRIMARY KEY, \
-    key TEXT NOT NULL, sent_at_us BIGINT NOT NULL, pad TEXT NOT NULL)";
-
-/// The business row of one event.
-fn business_row(msg: &BenchEvent) -> business::ActiveModel {
-    business::ActiveModel {
-        seq: Set(msg.seq),
-        key: Set(msg.key.clone()),
-        sent_at_us: Set(msg.sent_at_us),
-        pad: Set(msg.pad.clone()),
-    }
-}
-
-/// The benchmark's handler: one SeaORM insert.
-pub async fn handle(
-    txn: &DatabaseTransaction,
-    msg: &Delivery<BenchEvent>,
-) -> std::result::Result<(), HandlerError> {
-    business::Entity::insert(business_row(msg))
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
-}
+pub use crate::business::{BATCH, BATCH_WAIT, BUSINESS_TABLE, handle, handle_batch};
 
 pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Result<Vec<Outcome>> {
     let params = |messages: u64, concurrency: usize| Params {
@@ -142,7 +89,7 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
     });
 
     for (batch, concurrency) in [(true, 1), (true, 8), (false, 1), (false, 8)] {
-        let (n, mode, baseline_name, baseline) = if batch {
+        let (n, mode, raw_name, raw) = if batch {
             (
                 config.messages,
                 "batch",
@@ -158,11 +105,33 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
             )
         };
         let variant = format!("{mode}, concurrency {concurrency}");
-        progress.phase(format!("handler: {variant}"));
         let name = format!(
             "inbox_{}_{concurrency}",
             if batch { "batch" } else { "single" }
         );
+        // The limit of the same shape and concurrency, half of it right before the handler
+        // and half right after (commits are fsync-bound, and the disk's pace drifts), on a
+        // database of its own.
+        let per_txn = if batch { BATCH } else { 1 };
+        let n_limit = |per_txn: usize| {
+            if per_txn == 1 {
+                n
+            } else {
+                n.max(per_txn as u64 * 40)
+            }
+        };
+        let limit_sc = infra.scenario(&format!("{name}_limit")).await?;
+        let label = limit_variant(per_txn, concurrency);
+        progress.phase(format!("limit before the handler: {label}"));
+        let before = inbox_limit::measure(
+            &limit_sc,
+            n_limit(per_txn) / 2,
+            per_txn,
+            concurrency,
+            config.payload_bytes,
+        )
+        .await;
+        progress.phase(format!("handler: {variant}"));
         let r = match infra.scenario(&name).await {
             Ok(sc) => {
                 let r = handler_run(n, config, &sc, batch, concurrency, progress).await;
@@ -171,45 +140,226 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
             }
             Err(e) => Err(e),
         };
-        let outcome = match r {
-            Ok(m) => {
-                let mut f = Figure::new(m.rate, "msg/s")
-                    .extra("seconds", m.secs)
-                    .extra("transactions", m.transactions)
-                    .extra("duplicates", m.duplicates)
-                    .extra(
-                        "what",
-                        if batch {
-                            "topic.batch_handler(one SeaORM insert_many per batch) with \
-                             inbox(dedup = \"seq\"), offsets committed by the runtime; topic \
-                             filled beforehand"
-                        } else {
-                            "topic.handler(one SeaORM insert) with inbox(dedup = \"seq\"), \
-                             offsets committed by the runtime; topic filled beforehand"
-                        },
-                    );
-                if let Some(b) = baseline {
-                    let name = if concurrency == 1 {
-                        baseline_name.to_string()
-                    } else {
-                        format!("{baseline_name} (concurrency 1)")
-                    };
-                    f = f.baseline(Baseline::new(name, b));
-                }
-                Outcome::measured("inbox_throughput", params(n, concurrency), f)
+        progress.phase(format!("limit after the handler: {label}"));
+        let after = inbox_limit::measure(
+            &limit_sc,
+            n_limit(per_txn) / 2,
+            per_txn,
+            concurrency,
+            config.payload_bytes,
+        )
+        .await;
+        let m = match r {
+            Ok(m) => m,
+            Err(e) => {
+                limit_sc.cleanup().await;
+                out.push(
+                    Outcome::failed("inbox_throughput", params(n, concurrency), e.to_string())
+                        .variant(variant),
+                );
+                continue;
             }
-            Err(e) => Outcome::failed("inbox_throughput", params(n, concurrency), e.to_string()),
         };
-        out.push(outcome.variant(variant));
+        let mut limits: Vec<(usize, usize, String, Limit)> = Vec::new();
+        let main = before.and_then(|b| after.map(|a| (b.combine(&a), Some((b, a)))));
+        let params_of = |per_txn: usize, c: usize| params(n_limit(per_txn), c);
+        let row = push_limit(
+            &mut out,
+            params_of(per_txn, concurrency),
+            per_txn,
+            concurrency,
+            "",
+            main,
+        );
+        limits.extend(row);
+
+        // Where the gap goes: the limit at the handler's lanes and at its mean batch.
+        let lanes = concurrency.min(PARTITIONS as usize);
+        let mut more = Vec::new();
+        if concurrency > lanes {
+            more.push((per_txn, lanes, format!("{lanes} = the handler's lanes")));
+        }
+        let observed = (m.messages as f64 / m.transactions.max(1) as f64)
+            .round()
+            .max(1.0) as usize;
+        if batch && observed < per_txn {
+            more.push((
+                observed,
+                lanes,
+                format!("{observed} = the handler's mean batch, {lanes} lanes"),
+            ));
+        }
+        for (per_txn, c, why) in more {
+            progress.phase(format!("limit: {}", limit_variant(per_txn, c)));
+            let r = inbox_limit::measure(
+                &limit_sc,
+                n_limit(per_txn),
+                per_txn,
+                c,
+                config.payload_bytes,
+            )
+            .await
+            .map(|l| (l, None));
+            limits.extend(push_limit(
+                &mut out,
+                params_of(per_txn, c),
+                per_txn,
+                c,
+                &why,
+                r,
+            ));
+        }
+        limit_sc.cleanup().await;
+        out.push(
+            Outcome::measured(
+                "inbox_throughput",
+                params(n, concurrency),
+                handler_figure(&m, batch, concurrency, &limits, raw_name, raw),
+            )
+            .variant(variant),
+        );
     }
     Ok(out)
+}
+
+/// Reports one `inbox_txn_limit` row; returns the limit when it was measured.
+fn push_limit(
+    out: &mut Vec<Outcome>,
+    params: Params,
+    per_txn: usize,
+    concurrency: usize,
+    why: &str,
+    result: Result<(Limit, Option<(Limit, Limit)>)>,
+) -> Option<(usize, usize, String, Limit)> {
+    let label = limit_variant(per_txn, concurrency);
+    let (l, halves) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(Outcome::failed("inbox_txn_limit", params, e.to_string()).variant(label));
+            return None;
+        }
+    };
+    let mut f = Figure::new(l.rate, "msg/s")
+        .extra("seconds", l.secs)
+        .extra("transactions", l.transactions)
+        .extra("messages_per_txn", per_txn as u64)
+        .extra("txn_p50_ms", l.txn_p50_ms)
+        .extra("txn_p99_ms", l.txn_p99_ms)
+        .extra(
+            "what",
+            "N tokio tasks in a tight loop, no Kafka: BEGIN; INSERT inbox rows ON CONFLICT DO \
+             NOTHING; INSERT business rows; COMMIT (the handler's transaction, same tables, \
+             payloads and pool)",
+        );
+    if let Some((b, a)) = halves {
+        f = f
+            .extra("before_handler_msg_per_s", b.rate)
+            .extra("after_handler_msg_per_s", a.rate);
+    }
+    if !why.is_empty() {
+        f = f.extra("why", why);
+    }
+    out.push(Outcome::measured("inbox_txn_limit", params, f).variant(label));
+    Some((per_txn, concurrency, why.to_string(), l))
+}
+
+fn limit_variant(per_txn: usize, concurrency: usize) -> String {
+    if per_txn == 1 {
+        format!("per message, concurrency {concurrency}")
+    } else {
+        format!("batch {per_txn}, concurrency {concurrency}")
+    }
+}
+
+/// The handler's row: the same-shape limit at its concurrency as the baseline, the other
+/// limits and the raw consumer as more baselines, and where the gap goes.
+fn handler_figure(
+    m: &HandlerMeasured,
+    batch: bool,
+    concurrency: usize,
+    limits: &[(usize, usize, String, Limit)],
+    raw_name: &str,
+    raw: Option<f64>,
+) -> Figure {
+    let lanes = concurrency.min(PARTITIONS as usize);
+    let txns_per_s = m.transactions as f64 / m.secs;
+    let mut f = Figure::new(m.rate, "msg/s")
+        .extra("seconds", m.secs)
+        .extra("transactions", m.transactions)
+        .extra("duplicates", m.duplicates)
+        .extra(
+            "mean_messages_per_txn",
+            m.messages as f64 / m.transactions.max(1) as f64,
+        )
+        .extra("handler_txn_p50_ms", m.txn_p50_ms)
+        .extra("handler_txn_p99_ms", m.txn_p99_ms)
+        .extra("lanes", lanes as u64)
+        .extra(
+            "what",
+            if batch {
+                "topic.batch_handler(one SeaORM insert_many per batch) with inbox(dedup = \"seq\"), \
+                 offsets committed by the runtime; topic filled beforehand"
+            } else {
+                "topic.handler(one SeaORM insert) with inbox(dedup = \"seq\"), offsets committed \
+                 by the runtime; topic filled beforehand"
+            },
+        );
+    let mut gap = serde_json::Map::new();
+    // The share of each lane's time spent inside a transaction (p50 as the typical one):
+    // near 1, the handler is bound by its transactions; well below, by what happens
+    // between them (consume, decode, dispatch, offsets).
+    gap.insert(
+        "lane_time_in_txn".into(),
+        json!(txns_per_s * m.txn_p50_ms / 1e3 / lanes as f64),
+    );
+    for (i, (per_txn, c, why, l)) in limits.iter().enumerate() {
+        let name = format!("inbox_txn_limit {}", limit_variant(*per_txn, *c));
+        if i == 0 {
+            f = f.baseline(Baseline::new(name.clone(), l.rate));
+            gap.insert("limit_txn_p50_ms".into(), json!(l.txn_p50_ms));
+            gap.insert(
+                "txn_time_ratio_handler_to_limit".into(),
+                json!(m.txn_p50_ms / l.txn_p50_ms),
+            );
+        } else {
+            f = f.also(Baseline::new(format!("{name} ({why})"), l.rate));
+        }
+        gap.insert(format!("ratio_to {name}"), json!(m.rate / l.rate));
+    }
+    f = f.extra("gap", serde_json::Value::Object(gap));
+    if let Some(r) = raw {
+        let name = if concurrency == 1 {
+            raw_name.to_string()
+        } else {
+            format!("{raw_name} (concurrency 1)")
+        };
+        f = f.also(Baseline::new(name, r));
+    }
+    // The goals the README set against the old raw baselines, now against the limits.
+    if let Some(ratio) = f.ratio() {
+        f = match (batch, concurrency) {
+            (true, 1) => f,
+            (true, _) => f.goal(">= 0.5 x same-shape limit", ratio >= 0.5),
+            (false, 1) => f.goal(">= 0.8 x same-shape limit", ratio >= 0.8),
+            (false, _) => f,
+        };
+        f = f.goal("<= 1.0 x limit (a limit)", ratio <= 1.0);
+    }
+    if batch {
+        f = f.goal(">= 20k msg/s", m.rate >= 20_000.0);
+    }
+    f
 }
 
 struct HandlerMeasured {
     rate: f64,
     secs: f64,
+    /// Messages in the timed window, and the transactions they took.
+    messages: u64,
     transactions: u64,
     duplicates: u64,
+    txn_p50_ms: f64,
+    txn_p99_ms: f64,
 }
 
 /// Fills the topic, runs the handler and times the messages after the warm-up share.
@@ -266,8 +416,11 @@ async fn handler_run(
                 return Ok(HandlerMeasured {
                     rate: (done - from) as f64 / secs,
                     secs,
+                    messages: done - from,
                     transactions: stats.transactions - txns,
                     duplicates: stats.duplicates,
+                    txn_p50_ms: stats.latency_p50.as_secs_f64() * 1e3,
+                    txn_p99_ms: stats.latency_p99.as_secs_f64() * 1e3,
                 });
             }
             if running.is_finished() {

@@ -17,14 +17,21 @@
 //! | `relay_latency` | commit → relay recorded the broker's ack, NOTIFY and polling | raw produce → ack |
 //! | `outbox_to_consumer_latency` | commit → typed consumer received | raw produce → consumer |
 //! | `end_to_end_latency` | commit → the consumer's handler (inbox) committed | raw produce → consumer's txn |
-//! | `inbox_throughput` | msg/s through `handler(..)` with the inbox, batch and per message | raw consume + batched insert / per-message txn |
+//! | `inbox_throughput` | msg/s through `handler(..)` with the inbox, batch and per message | `inbox_txn_limit`: the same transactions, same concurrency, no Kafka |
+//! | `relay_backlog` | msg/s and peak RSS of a relay process draining 10k, 100k, 1M rows | the smallest backlog |
+//! | `relay_fanout` | one relay process over 50 outbox topics: msg/s, min/max per topic | `relay_backlog`, one topic |
+//! | `handler_lag` | msg/s and peak RSS of a handler process catching up 100k messages | in-process `inbox_throughput` |
+//! | `inbox_prefilled` | handler process msg/s with 10M rows in the inbox table | the same on an empty inbox |
 //! | `macro_cost` | debug build time and expansion lines of 50 `#[derive(Topic)]` | serde derives only |
 //! | `peers` (`--peers`) | kafka-orm's relay throughput and commit → ack latency | Watermill's forwarder, Debezium's outbox router, same run |
 
 mod breakdown;
+mod business;
+mod children;
 mod claim;
 mod events;
 mod inbox;
+mod inbox_limit;
 mod infra;
 mod latency;
 mod macro_cost;
@@ -33,6 +40,8 @@ mod peers;
 mod produce;
 mod relay;
 mod report;
+mod scale_handler;
+mod scale_relay;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +69,15 @@ pub struct Config {
     pub relay_instances: Vec<usize>,
     /// Structs in the generated crates of `macro_cost`.
     pub macro_structs: usize,
+    /// Outbox rows before the relay process starts, per run of `relay_backlog`
+    /// (multiples of 1,000, or at most 1,000).
+    pub backlogs: Vec<u64>,
+    /// Rows per topic of `relay_fanout` (50 topics; a multiple of 1,000, or at most 1,000).
+    pub fanout_rows: u64,
+    /// Messages waiting before the handler process of `handler_lag` starts.
+    pub lag: u64,
+    /// Rows in the inbox table before `inbox_prefilled` measures.
+    pub inbox_prefill: u64,
     /// Where the JSON goes.
     pub out: PathBuf,
 }
@@ -76,6 +94,10 @@ impl Config {
             latency_rate: 200,
             relay_instances: vec![1, 2, 4],
             macro_structs: 50,
+            backlogs: vec![10_000, 100_000, 1_000_000],
+            fanout_rows: 10_000,
+            lag: 100_000,
+            inbox_prefill: 10_000_000,
             out: workspace_root().join("target/bench/latest.json"),
         }
     }
@@ -88,6 +110,10 @@ impl Config {
             txns: 200,
             latency: Duration::from_secs(5),
             macro_structs: 50,
+            backlogs: vec![1_000, 5_000, 20_000],
+            fanout_rows: 200,
+            lag: 2_000,
+            inbox_prefill: 100_000,
             ..Config::full()
         }
     }
@@ -128,10 +154,16 @@ const SCENARIOS: &[(&str, &[&str])] = &[
         "inbox_throughput",
         &[
             "inbox_throughput",
+            "inbox_txn_limit",
             "raw_consume_batch_insert",
             "raw_per_message_txn",
         ],
     ),
+    // Measured child processes (bench-child, bench-fanout): throughput and peak RSS.
+    ("relay_backlog", &["relay_backlog", "relay_peak_rss"]),
+    ("relay_fanout", &["relay_fanout"]),
+    ("handler_lag", &["handler_lag", "handler_peak_rss"]),
+    ("inbox_prefilled", &["inbox_prefilled"]),
     ("macro_cost", &["macro_cost", "macro_expansion"]),
     // Only with --peers (or --scenario peers): needs the peers built by scripts/peers.
     ("peers", &["peer_throughput", "peer_latency"]),
@@ -234,6 +266,10 @@ fn parse_args() -> Args {
             }
         }
     }
+    // The fanout is compared with one topic's backlog of the same run.
+    if selected.contains(&"relay_fanout") && !selected.contains(&"relay_backlog") {
+        selected.push("relay_backlog");
+    }
     // The relay's baselines are measured in the same run.
     if selected.contains(&"relay_throughput") {
         for dep in ["raw_claim", "raw_produce"] {
@@ -257,6 +293,10 @@ pub struct Baselines {
     pub raw_claim: Option<f64>,
     /// kafka-orm's relay figures, for the peers.
     pub ours: peers::Ours,
+    /// `relay_backlog`: (rows, msg/s).
+    pub relay_backlog: Vec<(u64, f64)>,
+    /// `inbox_throughput`: (variant, msg/s).
+    pub inbox: Vec<(String, f64)>,
 }
 
 #[tokio::main]
@@ -318,6 +358,13 @@ async fn main() {
                 ("raw_claim", Some(f)) => baselines.raw_claim = Some(f.value),
                 ("relay_throughput", Some(f)) => {
                     baselines.ours.relay.push((r.params.concurrency, f.value));
+                }
+                ("relay_backlog", Some(f)) => {
+                    baselines.relay_backlog.push((r.params.messages, f.value));
+                }
+                ("inbox_throughput", Some(f)) => {
+                    let variant = r.variant.clone().unwrap_or_default();
+                    baselines.inbox.push((variant, f.value));
                 }
                 ("relay_latency", Some(f)) => {
                     let (p50, p99) = baselines.ours.latency.unwrap_or((f64::NAN, f64::NAN));
@@ -394,6 +441,10 @@ async fn run_scenario(
         "publish_overhead" => overhead::run(config, infra, progress).await,
         "relay_latency" => latency::run(config, infra, progress).await,
         "inbox_throughput" => inbox::run(config, infra, progress).await,
+        "relay_backlog" => scale_relay::backlog(config, infra, progress).await,
+        "relay_fanout" => scale_relay::fanout(config, infra, baselines, progress).await,
+        "handler_lag" => scale_handler::lag(config, infra, baselines, progress).await,
+        "inbox_prefilled" => scale_handler::prefilled(config, infra, progress).await,
         "macro_cost" => return macro_cost::run(config, progress).await,
         "peers" => peers::run(config, infra, baselines, progress).await,
         other => Err(format!("unknown scenario {other}").into()),
