@@ -17,9 +17,29 @@
 //!   (`my_app::events::OrderCreated`); it is read by its last segment, so such messages
 //!   still reach a type that kept its default name.
 //!
-//! What happens to a message of an unknown type is [`OnUnknownType`]: a handler
-//! dead-letters it by default, a stream yields the error, a transactional pipeline treats
-//! it as undecodable.
+//! # Several types, one consumer
+//!
+//! A topic enum is one topic type: one stream, one handler, one consumer in one group for
+//! all its message types. The handler gets the enum and either `match`es on it (the
+//! compiler checks that every type is handled) or routes each type to a handler of its
+//! own with [`Routes`](crate::handler::Routes), which only accepts the enum's [`Member`]s:
+//!
+//! ```text
+//! // KafkaFlow: .AddTypedHandlers(h => h.AddHandler<OrderCreatedHandler>().AddHandler<OrderPaidHandler>())
+//! orm.topic::<OrderEvent>()
+//!     .handler_with(Routes::new()
+//!         .on::<OrderCreated>(async |txn, created| { .. })
+//!         .on::<OrderPaid>(async |txn, paid| { .. }))
+//!     .spawn().await?;
+//! ```
+//!
+//! # Unknown types
+//!
+//! What happens to a message of an unknown type: a handler follows its
+//! [`OnUnknownType`] policy, by default to the dead-letter topic at once (and, without a
+//! `dlq`, it stops with the error, its offset uncommitted); a stream yields
+//! [`Error::UnknownType`](crate::Error::UnknownType) and goes on; a transactional pipeline
+//! treats it as undecodable (to its dead-letter topic, or skipped with a warning).
 
 use crate::codec::{Codec, CodecError};
 use crate::key::{ColumnKind, DedupPart, DedupValue, KeyPart};
@@ -75,7 +95,7 @@ pub trait Member<E: Topic>: Sized + Send + Sync + 'static {
 
 /// What a handler does with a message whose type header names a type its topic does not
 /// carry (see the [module docs](self)); set with
-/// [`HandlerBuilder::on_unknown_type`](crate::HandlerBuilder::on_unknown_type).
+/// [`HandlerBuilder::on_unknown_type`](crate::handler::HandlerBuilder::on_unknown_type).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OnUnknownType {
@@ -85,7 +105,7 @@ pub enum OnUnknownType {
     #[default]
     DeadLetter,
     /// Log it (warn level), count it in
-    /// [`HandlerStats::unknown_types`](crate::HandlerStats::unknown_types), move on: for
+    /// [`HandlerStats::unknown_types`](crate::handler::HandlerStats::unknown_types), move on: for
     /// consumers that expect producers to add types before they know them.
     Skip,
     /// Stop the handler with [`Error::UnknownType`](crate::Error::UnknownType), its

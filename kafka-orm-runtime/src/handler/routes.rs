@@ -1,20 +1,5 @@
 //! Typed handlers per message type of a topic enum: [`Routes`] (in a database transaction)
 //! and [`RoutesWithoutDatabase`], KafkaFlow's `AddTypedHandlers`.
-//!
-//! ```text
-//! let handler = orm.topic::<OrderEvent>()
-//!     .handler_with(Routes::new()
-//!         .on::<OrderCreated>(async |txn, created| { .. })
-//!         .on::<OrderPaid>(async |txn, paid| { .. }))
-//!     .spawn().await?;
-//! ```
-//!
-//! One handler, so one consumer in one group, reads the topic; each message goes to the
-//! route of its type, which gets a [`Delivery`] of that struct (a clone of it: a `match`
-//! on the enum in one handler avoids the clone, and has the compiler check that every type
-//! is handled). `.on::<T>` compiles only for a `T` the enum holds ([`Member`]). A type
-//! without a route is acknowledged without a call (logged at debug level); a type with
-//! several routes runs them in the order they were added, in one transaction.
 
 use std::marker::PhantomData;
 
@@ -28,15 +13,30 @@ use crate::consumer::Delivery;
 use crate::message_type::Member;
 use crate::topic::Topic;
 
-/// The routes of a topic enum `E`'s message types to handlers in a database transaction;
-/// a [`Handler<E>`](Handler) for [`TopicHandle::handler_with`](crate::TopicHandle::handler_with).
-/// See the [module docs](self).
+/// The routes of a topic enum `E`'s message types to handlers in a database transaction:
+/// a [`Handler<E>`](Handler) for [`TopicHandle::handler_with`](crate::TopicHandle::handler_with),
+/// KafkaFlow's `AddTypedHandlers`.
+///
+/// ```text
+/// let handler = orm.topic::<OrderEvent>()
+///     .handler_with(Routes::new()
+///         .on::<OrderCreated>(async |txn, created| { .. })
+///         .on::<OrderPaid>(async |txn, paid| { .. }))
+///     .spawn().await?;
+/// ```
+///
+/// One handler, so one consumer in one group, reads the topic; each message goes to the
+/// route of its type, which gets a [`Delivery`] of that struct (a clone of it: a `match`
+/// on the enum in one handler avoids the clone, and has the compiler check that every type
+/// is handled). `.on::<T>` compiles only for a `T` the enum holds ([`Member`]). A type
+/// without a route is acknowledged without a call (logged at debug level); a type with
+/// several routes runs them in the order they were added, in one transaction.
 pub struct Routes<E> {
     routes: Vec<(&'static str, Box<dyn InTransaction<E>>)>,
 }
 
-/// The routes of a topic enum `E`'s message types to handlers without a database; a
-/// [`HandlerWithoutDatabase<E>`](HandlerWithoutDatabase). See the [module docs](self).
+/// The routes of a topic enum `E`'s message types to handlers without a database: a
+/// [`HandlerWithoutDatabase<E>`](HandlerWithoutDatabase), otherwise as [`Routes`].
 pub struct RoutesWithoutDatabase<E> {
     routes: Vec<(&'static str, Box<dyn WithoutDatabase<E>>)>,
 }
