@@ -118,9 +118,21 @@ impl Measured {
     /// Builds the programs if need be, starts `program args` on `sc`'s database and
     /// namespace and waits (at most 2 minutes) until it says `ready`.
     pub async fn spawn(program_name: &str, args: &[&str], sc: &Scenario) -> Result<Self> {
+        Self::spawn_with_env(program_name, args, sc, &[]).await
+    }
+
+    /// [`Measured::spawn`] with more environment variables (`BENCH_CONSUMER_SET`:
+    /// `key=value;..` given to the child's `consumer_set`).
+    pub async fn spawn_with_env(
+        program_name: &str,
+        args: &[&str],
+        sc: &Scenario,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         build().await?;
         let mut child = Command::new(program(program_name)?)
             .args(args)
+            .envs(env.iter().copied())
             .env("DATABASE_URL", database_url(sc))
             .env("KAFKA_BOOTSTRAP_SERVERS", &sc.infra.bootstrap)
             .env("BENCH_NAMESPACE", &sc.namespace)

@@ -4,8 +4,10 @@
 //! - `handler_lag`: the topic holds N messages (100k; `--quick` 2k) before the handler
 //!   process starts; msg/s from 5 % handled to the last, batch and per-message mode, against
 //!   the in-process `inbox_throughput` of the same mode and concurrency when it ran.
-//!   A third run, batch mode with `max_pending(2000)` per partition (the default is 40
-//!   batches = 20,000 in batch mode, 5,000 per message), shows what the memory is made of.
+//!   Two more runs show what the memory is made of: batch mode with `max_pending(2000)` per
+//!   partition (the default is 40 batches = 20,000 in batch mode, 5,000 per message), and
+//!   that with librdkafka's prefetch bounded as well (`queued.max.messages.kbytes` 4096
+//!   through `consumer_set`; its default is 64 MiB).
 //! - `handler_peak_rss`: `VmHWM` of each handler process at the end of its run (goal ≤ 64
 //!   MiB at the 100k lag), against its resident set once its context was built;
 //!   `extra.held_at_most`: the messages the handler may hold (min(lag, partitions ×
@@ -86,17 +88,24 @@ pub async fn lag(
     let n = config.lag;
     let mut out = Vec::new();
     // The defaults, then batch mode with a lower `max_pending` (what the handler may hold
-    // per partition: the defaults are 5,000 and, in batch mode, 40 batches = 20,000).
+    // per partition: the defaults are 5,000 and, in batch mode, 40 batches = 20,000), then
+    // that with librdkafka's prefetch queue bounded too (its default is 64 MiB).
     let runs = [
-        (Mode::Batch, None),
-        (Mode::Single, None),
-        (Mode::Batch, Some(LOW_PENDING)),
+        (Mode::Batch, None, None),
+        (Mode::Single, None, None),
+        (Mode::Batch, Some(LOW_PENDING), None),
+        (Mode::Batch, Some(LOW_PENDING), Some(LOW_PREFETCH_KIB)),
     ];
-    for (mode, max_pending) in runs {
-        let variant = match max_pending {
-            None => format!("{}, {} lag", mode.name(), short(n)),
-            Some(p) => format!("{}, max_pending {p}, {} lag", mode.name(), short(n)),
-        };
+    for (mode, max_pending, prefetch) in runs {
+        let mut variant = mode.name().to_string();
+        if let Some(p) = max_pending {
+            variant.push_str(&format!(", max_pending {p}"));
+        }
+        if let Some(k) = prefetch {
+            // librdkafka's `queued.max.messages.kbytes`.
+            variant.push_str(&format!(", prefetch {} MiB", k / 1024));
+        }
+        variant.push_str(&format!(", {} lag", short(n)));
         progress.phase(format!("{variant}: filling the topic (not timed)"));
         let run = async {
             let sc = infra.scenario(&format!("lag_{}", mode.arg())).await?;
@@ -104,7 +113,7 @@ pub async fn lag(
                 sc.db.execute_unprepared(BUSINESS_TABLE).await?;
                 fill_topic(&sc, 0..n, 1, config.payload_bytes, progress).await?;
                 progress.phase(format!("{variant}: handling"));
-                handle(&sc, mode, max_pending, n, progress).await
+                handle(&sc, mode, max_pending, prefetch, n, progress).await
             }
             .await;
             sc.cleanup().await;
@@ -118,12 +127,12 @@ pub async fn lag(
                      concurrency 8, inbox) starts; msg/s from 5 % handled to the last",
                 );
                 let in_process = format!("{}, concurrency {CONCURRENCY}", mode.name());
-                let f = f.extra(
-                    "max_pending_per_partition",
-                    max_pending
-                        .map(|p| p as u64)
-                        .unwrap_or_else(|| default_pending(mode)),
-                );
+                let f = f
+                    .extra("max_pending_per_partition", pending_cap(mode, max_pending))
+                    .extra(
+                        "queued_max_messages_kbytes",
+                        prefetch.map_or(DEFAULT_PREFETCH_KIB, u64::from),
+                    );
                 let f = match baselines.inbox.iter().find(|(v, _)| *v == in_process) {
                     Some((_, rate)) => f.baseline(Baseline::new(
                         format!("inbox_throughput {in_process} (in process)"),
@@ -212,7 +221,7 @@ pub async fn prefilled(
                 .await?;
                 from += count;
                 progress.phase(format!("{}, inbox {state}: handling", mode.name()));
-                done.push(handle(&sc, mode, None, count, progress).await?);
+                done.push(handle(&sc, mode, None, None, count, progress).await?);
             }
             Result::Ok(done)
         }
@@ -260,8 +269,13 @@ pub async fn prefilled(
     Ok(out)
 }
 
-/// The lower `max_pending` of `handler_lag`'s third run.
+/// The lower `max_pending` of `handler_lag`'s last two runs.
 const LOW_PENDING: usize = 2_000;
+
+/// librdkafka's `queued.max.messages.kbytes` (prefetched messages of the consumer), its
+/// default and the bound of `handler_lag`'s last run.
+const DEFAULT_PREFETCH_KIB: u64 = 65_536;
+const LOW_PREFETCH_KIB: u32 = 4_096;
 
 /// What the handler holds per partition by default (`kafka-orm-runtime/src/handler`:
 /// `HANDLER_MAX_PENDING`, raised to 40 batches in batch mode).
@@ -335,6 +349,7 @@ async fn handle(
     sc: &Scenario,
     mode: Mode,
     max_pending: Option<usize>,
+    prefetch_kib: Option<u32>,
     total: u64,
     progress: &Progress,
 ) -> Result<Handled> {
@@ -342,7 +357,13 @@ async fn handle(
     let pending = max_pending.map(|p| p.to_string());
     let mut args = vec!["handler", mode.arg(), &concurrency];
     args.extend(pending.as_deref());
-    let mut child = Measured::spawn("bench-child", &args, sc).await?;
+    let consumer_set = prefetch_kib.map(|k| format!("queued.max.messages.kbytes={k}"));
+    let env: Vec<(&str, &str)> = consumer_set
+        .as_deref()
+        .map(|s| ("BENCH_CONSUMER_SET", s))
+        .into_iter()
+        .collect();
+    let mut child = Measured::spawn_with_env("bench-child", &args, sc, &env).await?;
     child.start().await?;
     let warm = (total / 20).max(200).min(total / 2);
     let mut t0: Option<(f64, u64, u64)> = None;

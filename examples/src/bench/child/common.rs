@@ -21,20 +21,28 @@ fn var(name: &str) -> Result<String> {
 
 /// The context on the scenario's database (`DATABASE_URL`), broker
 /// (`KAFKA_BOOTSTRAP_SERVERS`) and namespace (`BENCH_NAMESPACE`), with the pool settings
-/// of the parent's scenarios.
+/// of the parent's scenarios, and the consumer settings of `BENCH_CONSUMER_SET`.
 pub async fn context() -> Result<KafkaOrm> {
     let mut opts = ConnectOptions::new(var("DATABASE_URL")?);
     opts.max_connections(16)
         .min_connections(2)
         .sqlx_logging(false);
     let db = Database::connect(opts).await?;
-    Ok(KafkaOrm::builder()
+    let mut builder = KafkaOrm::builder()
         .bootstrap_servers(var("KAFKA_BOOTSTRAP_SERVERS")?)
         .namespace(var("BENCH_NAMESPACE")?)
         .connect_timeout(Duration::from_secs(30))
-        .database(db)
-        .build()
-        .await?)
+        .database(db);
+    // `key=value;..`: consumer settings of a run (e.g. a bounded prefetch).
+    for pair in std::env::var("BENCH_CONSUMER_SET")
+        .unwrap_or_default()
+        .split(';')
+    {
+        if let Some((key, value)) = pair.split_once('=') {
+            builder = builder.consumer_set(key.trim(), value.trim());
+        }
+    }
+    Ok(builder.build().await?)
 }
 
 /// The parent's lines, read by a thread of their own; closed when stdin is.
