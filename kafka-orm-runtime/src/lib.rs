@@ -31,8 +31,8 @@ pub(crate) mod tables;
 pub mod telemetry;
 pub mod topic;
 pub mod transactional;
-
 pub(crate) mod util;
+
 pub use codec::{Codec, Json};
 pub use consumer::{Delivery, TopicConsumer};
 pub use context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};

@@ -1,4 +1,5 @@
-//! Producing one claimed batch, inside the lease's time bounds.
+//! Producing one claimed batch, inside the lease's time bounds: [`Table::enqueue`] by the
+//! relay's loop as soon as the batch is claimed, [`Table::acks`] in the batch's own task.
 //!
 //! Rows are handed to the relay's producer in id order while
 //! [`LeaseTiming::may_enqueue`](super::lease::LeaseTiming::may_enqueue) holds and their
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureRecord, Producer, PurgeConfig};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer, PurgeConfig};
 use tracing::Span;
 
 use super::claim::Row;
@@ -94,10 +95,19 @@ pub(crate) struct Outcome {
     pub unsent: usize,
 }
 
+/// A batch handed to the producer, its acknowledgements to come.
+pub(crate) struct Pending {
+    out: Outcome,
+    in_flight: Vec<(Row, DeliveryFuture)>,
+    start: Instant,
+    deadline: Instant,
+}
+
 impl Table {
-    /// Produces `rows` under `view` and waits for the outcome (see the module docs);
-    /// `span` (the batch's) gets a link to each row's trace context.
-    pub(crate) async fn deliver(&self, rows: Vec<Row>, view: &LeaseView, span: &Span) -> Outcome {
+    /// Hands `rows` to the producer under `view`, in order (see the module docs); `span`
+    /// (the batch's) gets a link to each row's trace context. [`Table::acks`] waits for the
+    /// outcome.
+    pub(crate) async fn enqueue(&self, rows: Vec<Row>, view: &LeaseView, span: &Span) -> Pending {
         let mut out = Outcome::default();
         let start = Instant::now();
         let deadline = self.timing.ack_deadline(start, view.valid_until);
@@ -137,6 +147,23 @@ impl Table {
                 }
             }
         }
+        Pending {
+            out,
+            in_flight,
+            start,
+            deadline,
+        }
+    }
+
+    /// Waits for the acknowledgements of `pending` until its deadline, then purges the
+    /// producer (see the module docs); returns the batch's outcome.
+    pub(crate) async fn acks(&self, pending: Pending) -> Outcome {
+        let Pending {
+            mut out,
+            in_flight,
+            start,
+            deadline,
+        } = pending;
         let mut purged = false;
         for (row, mut future) in in_flight {
             let result = match tokio::time::timeout_at(deadline.into(), &mut future).await {

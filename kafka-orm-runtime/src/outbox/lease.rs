@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Mutex as AsyncMutex, watch};
+use tokio::sync::{RwLock, watch};
 
 use super::BUCKETS;
 use super::relay::Shared;
@@ -162,8 +162,9 @@ pub(crate) struct LeaseKeeper {
     pub me: String,
     pub timing: LeaseTiming,
     pub view: watch::Sender<LeaseView>,
-    /// Held by the table worker for each batch: released buckets wait for it.
-    pub batch_lock: Arc<AsyncMutex<()>>,
+    /// Read-held by every batch in flight, from its claim until its delete: a release
+    /// takes the write side, so released buckets wait until no batch holds them.
+    pub batch_lock: Arc<RwLock<()>>,
     /// Whether this process holds the instance name's session lock (may reclaim its
     /// own name's unexpired leases).
     pub name_locked: watch::Receiver<bool>,
@@ -218,7 +219,7 @@ impl LeaseKeeper {
             return; // a crash releases nothing
         }
         self.view.send_replace(LeaseView::empty());
-        let _guard = self.batch_lock.lock().await;
+        let _guard = self.batch_lock.write().await;
         if let Err(e) = self.release_all().await {
             self.shared.error(e.to_string());
         }

@@ -123,7 +123,7 @@ impl LeaseKeeper {
             owned: owned.clone(),
             valid_until,
         });
-        let _guard = self.batch_lock.lock().await;
+        let _guard = self.batch_lock.write().await;
         let list = give_back
             .iter()
             .map(i32::to_string)

@@ -52,14 +52,18 @@
 //! SQLite has one writer at a time, which serializes the same way.
 
 pub(crate) mod backlog;
+mod batch;
 mod claim;
+mod claim_sql;
 mod columns;
 mod deliver;
 mod health;
+mod inflight;
 mod lease;
 mod lease_sql;
 mod listen;
 mod name_lock;
+mod pipeline;
 mod publish;
 pub(crate) mod raw;
 pub mod relay;

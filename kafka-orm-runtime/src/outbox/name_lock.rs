@@ -18,7 +18,7 @@ pub(crate) async fn hold_name_lock(
     check_every: Duration,
 ) {
     use sea_orm::sqlx::{self, Connection as _};
-    let key = super::stable_hash(&[b"kafka-orm relay instance", name.as_bytes()]) as i64;
+    let key = crate::util::stable_hash(&[b"kafka-orm relay instance", name.as_bytes()]) as i64;
     let mut warned = false;
     while !*stop.borrow() {
         let pool = db.get_postgres_connection_pool().clone();

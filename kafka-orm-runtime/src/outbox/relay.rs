@@ -1,22 +1,26 @@
 //! The outbox relay: delivers committed outbox rows to Kafka, then deletes them.
 //!
-//! Per outbox table, one task loops: wait → claim a batch (`outbox/claim.rs`: lowest
-//! ids first, only from buckets this instance holds, skipping keys that have a row backing
-//! off) → deliver it (`outbox/deliver.rs`: in order, with the idempotent producer,
-//! inside the lease's time bounds) → record (delete what the broker acknowledged, back
-//! off what failed). A row is deleted only after the broker acknowledged it, so a crash
-//! at any point means redelivery, never loss.
+//! Per outbox table, one task runs a pipeline (`outbox/pipeline.rs`): claim a batch
+//! (`outbox/claim.rs`: the lowest due ids of each bucket this instance holds, skipping keys
+//! that have a row backing off) → deliver it in a task of its own (`outbox/deliver.rs`: in
+//! order, with the idempotent producer, inside the lease's time bounds) → record (back off
+//! what failed, then delete what the broker acknowledged, in the background). While one
+//! batch awaits its acknowledgements the next is claimed beside it, leaving alone the keys
+//! and rows still in flight (`outbox/inflight.rs`), so a failing row still blocks its
+//! key's later rows and per-key order holds across batches. A row is deleted only after
+//! the broker acknowledged it, so a crash at any point means redelivery, never loss.
 //!
 //! Several instances may run on one database (PostgreSQL): each holds a fair share of the
 //! 64 key-hash buckets through leases (`outbox/lease.rs`) renewed by a task of its
 //! own, independently of batches. A lease carries a fencing epoch that the claim, delete
-//! and back-off statements check, and the relay produces only within time bounds that
-//! end before the lease can pass on, so **at most one instance delivers a bucket at any
-//! moment**, whatever stalls (a broker outage, a frozen process, a lost database). One
-//! key hashes to one bucket, so a key's order survives hand-overs. Records carry the
-//! `kafka-orm-relay-epoch` header (`<bucket>:<epoch>`), so the hand-overs are visible on
-//! the topic. [`OutboxRelayBuilder::single_node`] skips leases (the only mode on SQLite,
-//! which has one relay).
+//! and back-off statements check (each batch's with the epochs it was claimed in), the
+//! relay produces only within time bounds that end before the lease can pass on, and a
+//! bucket is released only once no batch in flight holds it, so **at most one instance
+//! delivers a bucket at any moment**, whatever stalls (a broker outage, a frozen process,
+//! a lost database). One key hashes to one bucket, so a key's order survives hand-overs.
+//! Records carry the `kafka-orm-relay-epoch` header (`<bucket>:<epoch>`), so the
+//! hand-overs are visible on the topic. [`OutboxRelayBuilder::single_node`] skips leases
+//! (the only mode on SQLite, which has one relay).
 //!
 //! On PostgreSQL the relay `LISTEN`s for the `NOTIFY` that `publish` sends on commit and
 //! wakes at once; it also polls, as a fallback.
@@ -324,6 +328,7 @@ impl OutboxRelayBuilder {
 /// Counters and state shared by a relay's tasks.
 #[derive(Default)]
 pub(crate) struct Shared {
+    pub(super) acknowledged: AtomicU64,
     pub(super) delivered: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) fenced: AtomicU64,
@@ -396,6 +401,8 @@ pub struct OutboxRelay {
 /// Counters of one relay instance since it started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayStats {
+    /// Rows the broker acknowledged (counted at the acknowledgement, before the delete).
+    pub acknowledged: u64,
     /// Rows delivered and deleted.
     pub delivered: u64,
     /// Failed delivery attempts (each backs its row off).
@@ -416,6 +423,7 @@ impl OutboxRelay {
     /// Counters and the last error of this instance.
     pub fn stats(&self) -> RelayStats {
         RelayStats {
+            acknowledged: self.shared.acknowledged.load(Relaxed),
             delivered: self.shared.delivered.load(Relaxed),
             failed: self.shared.failed.load(Relaxed),
             fenced: self.shared.fenced.load(Relaxed),

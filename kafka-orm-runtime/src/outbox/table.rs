@@ -69,7 +69,10 @@ impl Table {
             .then(|| fence(self.table, self.me.clone(), view.tokens()))
     }
 
-    /// Deletes delivered rows (fenced); returns how many were deleted.
+    /// Deletes delivered rows (fenced); returns how many were deleted. On PostgreSQL the
+    /// delete commits without waiting for its WAL flush (`synchronous_commit = off` for
+    /// that transaction alone): a database crash can only forget a recent delete, and a
+    /// forgotten delete means those acknowledged rows are delivered again, never lost.
     pub(super) async fn delete(&self, ids: &[i64], view: &LeaseView) -> Result<u64> {
         let mut deleted = 0;
         for chunk in ids.chunks(1000) {
@@ -128,7 +131,8 @@ fn fence(table: &str, me: String, tokens: String) -> Expr {
 }
 
 /// `DELETE` of the rows `ids` of `table`, with `fence`. The ids travel as one text
-/// parameter, so the statement text never changes and stays prepared.
+/// parameter, so the statement text never changes and stays prepared. On PostgreSQL the
+/// statement's transaction commits asynchronously (see [`Table::delete`]).
 fn delete(
     backend: DatabaseBackend,
     table: &'static str,
@@ -150,6 +154,13 @@ fn delete(
     delete.from_table(table).and_where(listed);
     if let Some(fence) = fence {
         delete.and_where(fence);
+    }
+    if backend == DatabaseBackend::Postgres {
+        // `SET LOCAL` as an expression: evaluated for the rows deleted, so it holds for the
+        // statement's own transaction whenever it deletes anything.
+        delete.and_where(Expr::cust(
+            "set_config('synchronous_commit', 'off', true) IS NOT NULL",
+        ));
     }
     delete
 }
@@ -204,7 +215,8 @@ mod tests {
             pg.sql,
             "DELETE FROM \"t\" WHERE \"id\" = ANY(string_to_array($1, ',')::bigint[]) \
              AND \"bucket\" = ANY(ARRAY(SELECT bucket FROM kafka_orm_relay_leases WHERE outbox = $2 \
-             AND owner = $3 AND (bucket || ':' || epoch) = ANY(string_to_array($4, ','))))"
+             AND owner = $3 AND (bucket || ':' || epoch) = ANY(string_to_array($4, ',')))) \
+             AND (set_config('synchronous_commit', 'off', true) IS NOT NULL)"
         );
         assert_eq!(
             pg.values.unwrap().0,
