@@ -14,7 +14,7 @@
 //! | `raw_claim` | rows/s, `FOR UPDATE SKIP LOCKED` claim + delete | (is a baseline) |
 //! | `relay_throughput` | msg/s through outbox + relay, 1/2/4 instances | serial limit of the two above |
 //! | `publish_overhead` | µs per transaction with `publish` | same transaction, two plain rows |
-//! | `relay_latency` | commit → relay recorded the broker's ack, NOTIFY and polling | raw produce → ack |
+//! | `relay_latency` | commit → relay saw the broker's ack; NOTIFY (consumers in this process, and apart) and polling | raw produce → ack |
 //! | `outbox_to_consumer_latency` | commit → typed consumer received | raw produce → consumer |
 //! | `end_to_end_latency` | commit → the consumer's handler (inbox) committed | raw produce → consumer's txn |
 //! | `inbox_throughput` | msg/s through `handler(..)` with the inbox, batch and per message | `inbox_txn_limit`: the same transactions, same concurrency, no Kafka |
@@ -301,6 +301,11 @@ pub struct Baselines {
 
 #[tokio::main]
 async fn main() {
+    // This program again, as the consuming services of a latency run (latency/apart.rs).
+    if std::env::var_os(latency::CHILD_ENV).is_some() {
+        latency::child_main().await;
+        return;
+    }
     let Args { config, selected } = parse_args();
     breakdown::install();
     let started = Instant::now();

@@ -134,7 +134,7 @@ async fn measure(
         let t0 = Instant::now();
         wait_delivered(&relays, warm + config.messages, Some((warm, progress))).await?;
         let secs = t0.elapsed().as_secs_f64();
-        let breakdown = crate::breakdown::take();
+        let breakdown = crate::breakdown::with_wall(crate::breakdown::take(), secs);
         let stats: Vec<_> = relays.iter().map(|r| r.stats()).collect();
         Ok(Measured {
             rate: config.messages as f64 / secs,
