@@ -7,7 +7,9 @@
 //! from that description.
 
 use sea_orm::sea_query::{Expr, Func, IntoIden, OnConflict, PostgresQueryBuilder, Query};
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait,
+};
 
 use crate::error::{Error, Result};
 use crate::ident;
@@ -99,19 +101,41 @@ const SEEDED: [&str; 2] = LEASES.names(["outbox", "bucket"]);
 /// The lease column added to tables of older versions.
 const EPOCH: &str = LEASES.name("epoch");
 
+/// The PostgreSQL advisory lock [`migrate`] holds while it creates tables: the two-`int4`
+/// form, a key space apart from the single-`bigint` locks `publish` takes per message key
+/// (`"korm"` in ASCII, then 1).
+pub const MIGRATE_LOCK: (i32, i32) = (0x6b6f_726d, 1);
+
 /// Creates every table the registered topics need; safe to run again.
 ///
 /// Tables are created with `IF NOT EXISTS` and never altered (but for the relay lease
 /// table's `epoch`), so it then checks that each table has every column this version
 /// describes: a table created by an older kafka-orm (say, an outbox table without its
 /// typed key columns) is an error here, at startup, rather than at the first statement.
+///
+/// Services starting at once on one PostgreSQL database do not race: the statements run in
+/// one transaction that first takes a transaction-level advisory lock
+/// ([`MIGRATE_LOCK`]), so one service creates the tables and the others then find them
+/// (PostgreSQL's `CREATE TABLE IF NOT EXISTS` alone fails with a duplicate-key error on
+/// `pg_type` when two sessions create the same table at the same moment).
 pub async fn migrate(db: &DatabaseConnection, specs: &[&'static TopicSpec]) -> Result<()> {
     let backend = db.get_database_backend();
-    for sql in statements(specs, backend)? {
-        db.execute_unprepared(&sql)
+    let statements = statements(specs, backend)?;
+    let fail = |sql: &str, e| Error::db(format!("creating kafka-orm tables: `{sql}`"), e);
+    let txn = db.begin().await.map_err(|e| fail("BEGIN", e))?;
+    if backend == DatabaseBackend::Postgres {
+        let (class, object) = MIGRATE_LOCK;
+        let lock = format!("SELECT pg_advisory_xact_lock({class}, {object})");
+        txn.execute_unprepared(&lock)
             .await
-            .map_err(|e| Error::db(format!("creating kafka-orm tables: `{sql}`"), e))?;
+            .map_err(|e| fail(&lock, e))?;
     }
+    for sql in statements {
+        txn.execute_unprepared(&sql)
+            .await
+            .map_err(|e| fail(&sql, e))?;
+    }
+    txn.commit().await.map_err(|e| fail("COMMIT", e))?;
     for (def, table, columns) in tables(specs, backend) {
         check_columns(db, def, table, &columns).await?;
     }
