@@ -1,12 +1,12 @@
 //! A service host (`orm.host()`): its handlers start together and stop together, and one
-//! that gives up is reported, by the host's future and by an error-level log, while the
-//! others keep running. On the real broker, without a database.
+//! that gives up is reported, by the host's future, its health and an error-level log,
+//! while the others keep running. On the real broker, without a database.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use kafka_orm::handler::Apply;
-use kafka_orm::{Error, HandlerBuilder, KafkaOrm, OnExhausted, Topic};
+use kafka_orm::{Error, HandlerBuilder, HealthState, KafkaOrm, OnExhausted, Reason, Topic};
 use kafka_orm_tests::{real_kafka, within};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::layer::SubscriberExt;
@@ -162,6 +162,73 @@ async fn a_handler_that_gives_up_resolves_the_hosts_future_with_its_error() {
     let stats = host.shutdown().await.unwrap();
     assert_eq!(stats.len(), 2);
     assert_eq!((stats[0].handled, stats[1].handled), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_health_is_every_handlers_and_names_the_one_that_stopped() {
+    let Some(orm) = context("host_health").await else {
+        return;
+    };
+    let seen = Seen::default();
+    let host = orm
+        .host()
+        .handler(jobs(&orm, &seen))
+        .handler(
+            orm.topic::<Ping>()
+                .handler_without_database(async |_| Ok(())),
+        )
+        .spawn()
+        .await
+        .unwrap();
+    let health = host.health().await;
+    assert_eq!(health.state, HealthState::Ready, "all running: {health}");
+    assert!(health.is_live() && health.is_ready() && health.reasons.is_empty());
+
+    orm.topic::<Job>()
+        .produce(&Job {
+            id: 5,
+            poison: true,
+        })
+        .await
+        .unwrap();
+    let health = within(
+        60,
+        "the host's health reporting the stopped handler",
+        async {
+            loop {
+                let health = host.health().await;
+                if !health.is_live() {
+                    return health;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+    let jobs_topic = orm.topic_name(Job::SPEC);
+    assert_eq!(health.state, HealthState::Down, "{health}");
+    assert!(!health.is_ready(), "{health}");
+    match health.reasons.as_slice() {
+        [Reason::HandlerFailed { topic, error }] => {
+            assert_eq!(topic, &jobs_topic);
+            assert!(error.contains("job 5 cannot be done"), "{error}");
+        }
+        other => panic!("only the jobs handler's failure, got {other:?}"),
+    }
+    assert!(
+        health
+            .to_string()
+            .starts_with(&format!("down: handler of `{jobs_topic}` failed: ")),
+        "{health}"
+    );
+    // Each handler's own health says the same: the pings handler runs on.
+    assert!(!host.handlers()[0].health().await.is_live());
+    assert_eq!(host.handlers()[1].health().await.state, HealthState::Ready);
+    let stopped = host.shutdown().await;
+    assert!(
+        matches!(stopped, Err(Error::HandlerFailed { .. })),
+        "{stopped:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

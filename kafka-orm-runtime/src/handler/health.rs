@@ -1,11 +1,13 @@
 //! [`RunningHandler::health`]: the connections, whether the handler still runs (or what
-//! stopped it), and its sampled committed-offset lag against its threshold.
+//! stopped it), and its sampled committed-offset lag against its threshold; and
+//! [`Host::health`], every handler of a host together.
 
 use std::sync::{Arc, Mutex};
 
+use futures_util::future::join_all;
 use sea_orm::DatabaseConnection;
 
-use super::RunningHandler;
+use super::{Host, RunningHandler};
 use crate::context::KafkaOrm;
 use crate::error::Error;
 use crate::health::{Health, Reason, probe};
@@ -68,5 +70,36 @@ impl RunningHandler {
             }));
         }
         Health::from_reasons(reasons)
+    }
+}
+
+impl Host {
+    /// Every handler's [`health`](RunningHandler::health), together: ready when each is,
+    /// degraded when one lags, live but not ready when the broker or a database does not
+    /// answer, and down (not live) once one handler stopped, with
+    /// [`Reason::HandlerFailed`] naming its topic and the error that stopped it (or
+    /// [`Reason::HandlerStopped`]). Worst first; a reason several handlers share (the
+    /// broker is unreachable) is listed once. A host without handlers is ready.
+    ///
+    /// The handlers are checked concurrently, so this takes at most
+    /// [`PROBE_TIMEOUT`](crate::health::PROBE_TIMEOUT) (twice that when the broker does not
+    /// answer), whatever their number. Serve [`Health::is_live`] as `/healthz` and
+    /// [`Health::is_ready`] as `/readyz`:
+    ///
+    /// ```no_run
+    /// # use kafka_orm_runtime as kafka_orm;
+    /// # async fn probe(host: &kafka_orm::handler::Host) {
+    /// let health = host.health().await;
+    /// if !health.is_live() {
+    ///     // a handler stopped: restart the process (it does not recover by itself)
+    ///     eprintln!("{health}"); // down: handler of `orders` failed: ...
+    /// }
+    /// # }
+    /// ```
+    pub async fn health(&self) -> Health {
+        join_all(self.handlers().iter().map(RunningHandler::health))
+            .await
+            .into_iter()
+            .fold(Health::ready(), Health::merge)
     }
 }

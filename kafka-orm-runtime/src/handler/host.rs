@@ -1,7 +1,7 @@
 //! A service's handlers, run together: [`KafkaOrm::host`] lists them, one call starts them
 //! all, one [`Host::shutdown`] (or SIGTERM / Ctrl-C with
 //! [`HostBuilder::run_until_signal`]) stops them all, and a handler that stops on its own is
-//! reported ([`Host::failed`], and an error-level log), never silent.
+//! reported ([`Host::failed`], [`Host::health`], and an error-level log), never silent.
 //!
 //! ```text
 //! orm.host()

@@ -1,8 +1,9 @@
 //! Health: whether the context, a relay or a handler is live and ready, and if not, why.
 //!
 //! [`KafkaOrm::health`](crate::KafkaOrm::health),
-//! [`OutboxRelay::health`](crate::OutboxRelay::health) and
-//! [`RunningHandler::health`](crate::handler::RunningHandler::health) return a [`Health`]:
+//! [`OutboxRelay::health`](crate::OutboxRelay::health),
+//! [`RunningHandler::health`](crate::handler::RunningHandler::health) and
+//! [`Host::health`](crate::handler::Host::health) (every handler of a host) return a [`Health`]:
 //! a [`HealthState`] and the [`Reason`]s behind it. Each check asks the broker (a metadata
 //! request) and the database (a ping) right then, bounded by [`PROBE_TIMEOUT`], and reads
 //! what the component saw itself (its task ended, its leases, its lag). Combine several
