@@ -15,7 +15,7 @@
 //! when a claim found nothing. **SQLite** (one relay, no leases) materializes the window,
 //! and its first column is the window's row count.
 
-use super::lease::{LEASE_TABLE, PG_NOW_MS};
+use super::lease::{LEASE_TABLE, PG_NOW_MS, tokens_match};
 use crate::ident;
 use crate::tables::OUTBOX;
 use sea_orm::DatabaseBackend;
@@ -46,9 +46,10 @@ fn free_key(table: &str, key: &str, in_flight: &str) -> String {
 pub(crate) fn postgres(table: &str, leased: bool, window: usize, batch: usize) -> String {
     let table = ident::quoted(DatabaseBackend::Postgres, table);
     let held = if leased {
+        let tokens = tokens_match("$7");
         format!(
             "w.bucket = ANY(ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = $4 AND owner = $5 \
-             AND expires_at > {PG_NOW_MS} + $6 AND (bucket || ':' || epoch) = ANY(string_to_array($7, ',')))) AND "
+             AND expires_at > (SELECT {PG_NOW_MS} + $6) AND {tokens})) AND "
         )
     } else {
         String::new()

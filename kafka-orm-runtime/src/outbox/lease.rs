@@ -41,6 +41,15 @@ pub use crate::tables::outbox::{LEASE_TABLE, MEMBER_TABLE};
 /// relay machines' clocks agreeing.
 pub(crate) const PG_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
+/// SQL true when a lease row's `bucket:epoch` is one of the fencing tokens in text
+/// parameter `param` (comma-separated, [`LeaseView::tokens`]). The tokens are split once
+/// per statement (an `ARRAY(..)` init plan): `= ANY(string_to_array($n, ','))` on its own
+/// splits them again for every lease row of a generic plan, which was two thirds of a
+/// small claim's server time.
+pub(crate) fn tokens_match(param: &str) -> String {
+    format!("(bucket || ':' || epoch) = ANY(ARRAY(SELECT unnest(string_to_array({param}, ','))))")
+}
+
 /// The timing rules that keep one owner per bucket (pure; see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LeaseTiming {

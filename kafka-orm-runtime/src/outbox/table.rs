@@ -9,7 +9,7 @@ use sea_orm::sea_query::{BinOper, DeleteStatement, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
 
 use super::claim::Row;
-use super::lease::{LEASE_TABLE, LeaseTiming, LeaseView};
+use super::lease::{LEASE_TABLE, LeaseTiming, LeaseView, tokens_match};
 use super::relay::OutboxRelayBuilder;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
@@ -122,8 +122,8 @@ fn fence(table: &str, me: String, tokens: String) -> Expr {
     // PostgreSQL only: `$n` is this expression's n-th value (sea-query renumbers them).
     let held = Expr::cust_with_values(
         format!(
-            "ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = $1 AND owner = $2 \
-             AND (bucket || ':' || epoch) = ANY(string_to_array($3, ',')))"
+            "ARRAY(SELECT bucket FROM {LEASE_TABLE} WHERE outbox = $1 AND owner = $2 AND {})",
+            tokens_match("$3")
         ),
         [Value::from(table), me.into(), tokens.into()],
     );
@@ -215,7 +215,7 @@ mod tests {
             pg.sql,
             "DELETE FROM \"t\" WHERE \"id\" = ANY(string_to_array($1, ',')::bigint[]) \
              AND \"bucket\" = ANY(ARRAY(SELECT bucket FROM kafka_orm_relay_leases WHERE outbox = $2 \
-             AND owner = $3 AND (bucket || ':' || epoch) = ANY(string_to_array($4, ',')))) \
+             AND owner = $3 AND (bucket || ':' || epoch) = ANY(ARRAY(SELECT unnest(string_to_array($4, ',')))))) \
              AND (set_config('synchronous_commit', 'off', true) IS NOT NULL)"
         );
         assert_eq!(
