@@ -33,6 +33,9 @@ pub const INBOX_PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Messages (or batches) a handler runs at once, across partitions.
 pub const HANDLER_CONCURRENCY: usize = 8;
+/// How long the lag must want fewer workers before a lag-balanced handler shrinks
+/// ([`Concurrency::by_lag`](crate::handler::Concurrency::by_lag)).
+pub const HANDLER_CONCURRENCY_COOLDOWN: Duration = Duration::from_secs(30);
 /// Key lanes per partition (1: strict partition order).
 pub const HANDLER_KEY_LANES: u32 = 1;
 /// A partition pauses when this many of its messages wait or run.
@@ -107,6 +110,7 @@ mod tests {
             d("INBOX_RETENTION", INBOX_RETENTION),
             d("INBOX_PURGE_INTERVAL", INBOX_PURGE_INTERVAL),
             n("HANDLER_CONCURRENCY", HANDLER_CONCURRENCY as u64),
+            d("HANDLER_CONCURRENCY_COOLDOWN", HANDLER_CONCURRENCY_COOLDOWN),
             n("HANDLER_KEY_LANES", HANDLER_KEY_LANES.into()),
             n("HANDLER_MAX_PENDING", HANDLER_MAX_PENDING as u64),
             d("HANDLER_DRAIN_TIMEOUT", HANDLER_DRAIN_TIMEOUT),

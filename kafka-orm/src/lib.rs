@@ -14,9 +14,9 @@ pub use kafka_orm_runtime::consumer::{Delivery, TopicConsumer};
 pub use kafka_orm_runtime::context::{KafkaOrm, KafkaOrmBuilder, TopicHandle};
 pub use kafka_orm_runtime::error::{Error, Result};
 pub use kafka_orm_runtime::handler::{
-    BatchFuture, FnBatchHandler, FnHandler, Handler, HandlerBuilder, HandlerError, HandlerFuture,
-    HandlerStats, HandlerWithoutDatabase, Host, HostBuilder, OnExhausted, PartitionLag,
-    RunningHandler,
+    BatchFuture, Concurrency, FnBatchHandler, FnHandler, Handler, HandlerBuilder, HandlerError,
+    HandlerFuture, HandlerStats, HandlerWithoutDatabase, Host, HostBuilder, OnExhausted,
+    PartitionLag, RunningHandler,
 };
 pub use kafka_orm_runtime::handler::{Routes, RoutesWithoutDatabase};
 pub use kafka_orm_runtime::health::{self, Health, HealthState, Reason};

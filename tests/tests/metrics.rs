@@ -415,6 +415,11 @@ async fn publish_relay_handler_and_stream_metrics_carry_real_values() {
     );
     assert!(stats.pauses > 0, "max_pending 2 pauses: {stats:?}");
     assert_eq!(counted(name::HANDLER_PAUSES), stats.pauses);
+    // Scraped while it ran: the default fixed workers (0 once stopped).
+    assert_eq!(
+        (counted(name::HANDLER_CONCURRENCY), stats.concurrency),
+        (8, 8)
+    );
     let assigned = [
         (LABEL_GROUP, group.as_str()),
         ("kafka_orm.rebalance", "assign"),

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::apply::{Applied, Apply, Attempt};
 use super::dlq::{self, Failure, RawRecord};
 use super::forward::Forwarder;
+use super::limit::Limit;
 use super::partitions::{Shared, Tp};
 use super::poll::ClientGuard;
 use super::retry::{self, RETRY_DUE, RETRY_FIRST_FAILURE, RETRY_TIERS};
@@ -97,7 +98,8 @@ pub(crate) struct Lane<T, H> {
     pub handler: Arc<H>,
     pub shared: Arc<Shared>,
     pub client: Arc<ClientGuard>,
-    pub permits: Arc<Semaphore>,
+    /// The workers: a permit per handler call.
+    pub permits: Arc<Limit>,
     pub fatal: mpsc::UnboundedSender<Error>,
     pub stopping: watch::Receiver<bool>,
     /// The dead-letter topic (namespace applied), when the topic has one.

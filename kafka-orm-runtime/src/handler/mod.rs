@@ -33,7 +33,8 @@
 //!   message to it again.
 //! - **Order.** One partition's messages are handled one after another, or, with
 //!   [`HandlerBuilder::key_concurrency`], one key's messages are; partitions (and keys)
-//!   run concurrently up to [`HandlerBuilder::concurrency`].
+//!   run concurrently up to [`HandlerBuilder::concurrency`] workers, a fixed count or one
+//!   that follows the lag between a minimum and a maximum ([`Concurrency::by_lag`]).
 //! - **Watermark commits.** The stored offset of a partition never passes a message that
 //!   is not finished: it is the lowest unfinished offset.
 //! - **Retry in place** with exponential backoff, jitter and a cap (`retry(..)` in the
@@ -60,6 +61,7 @@
 //!   dead-lettered for what the handler did, never because the database was down.
 
 mod apply;
+mod concurrency;
 mod dlq;
 mod forms;
 mod forward;
@@ -68,6 +70,7 @@ mod host;
 mod lane;
 mod lane_batch;
 mod lane_forward;
+mod limit;
 mod partitions;
 mod poll;
 mod retry;
@@ -80,6 +83,7 @@ mod watermark;
 
 pub use crate::telemetry::lag::PartitionLag;
 pub use apply::{AnyHandler, Apply, InDatabase, InTransaction, NoDatabase, WithoutDatabase};
+pub use concurrency::Concurrency;
 pub(crate) use dlq::{Failure, RawRecord, dead_letter};
 pub use forms::{
     AsyncFnBatchHandler, AsyncFnHandler, AsyncFnWithoutDatabase, BatchHandlerFn, FnBatchHandler,
@@ -128,7 +132,7 @@ pub struct HandlerBuilder<T, H> {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    pub concurrency: usize,
+    pub concurrency: Concurrency,
     pub key_lanes: u32,
     pub batch: Option<(usize, Duration)>,
     pub max_pending: usize,
@@ -158,7 +162,7 @@ impl<T: Consumable> TopicHandle<T> {
             topic: self.clone(),
             handler: handler.into_apply(),
             config: Config {
-                concurrency: defaults::HANDLER_CONCURRENCY,
+                concurrency: Concurrency::default(),
                 key_lanes: defaults::HANDLER_KEY_LANES,
                 batch: None,
                 max_pending: defaults::HANDLER_MAX_PENDING,
@@ -181,10 +185,41 @@ impl<T: Consumable> TopicHandle<T> {
 }
 
 impl<T: Consumable, H: Apply<T>> HandlerBuilder<T, H> {
-    /// How many messages (or batches) are handled at once, across partitions (default
-    /// [`defaults::HANDLER_CONCURRENCY`]).
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.config.concurrency = n.max(1);
+    /// How many handler calls (messages, or batches in batch mode) run at once, across
+    /// partitions and key lanes: KafkaFlow's worker count. A number is fixed (default
+    /// [`defaults::HANDLER_CONCURRENCY`]); [`Concurrency::by_lag`] grows and shrinks the
+    /// workers between a minimum and a maximum with the committed-offset lag (KafkaFlow's
+    /// lag-based worker balancer).
+    ///
+    /// Order holds either way: one partition's (or, with
+    /// [`key_concurrency`](Self::key_concurrency), one key's) messages run one after
+    /// another on their lane, whatever the count; the workers only bound how many lanes
+    /// run at once, so more workers than lanes (partitions × key lanes) stay idle. A
+    /// shrink lets running calls finish. The current count is
+    /// [`HandlerStats::concurrency`] and the `kafka_orm.handler.concurrency` gauge.
+    ///
+    /// ```no_run
+    /// # use kafka_orm::{KafkaOrm, Topic, handler::Concurrency};
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, Topic)]
+    /// # #[topic(name = "clicks", key = "user", group = "stats")]
+    /// # struct Click { user: String }
+    /// # async fn run(orm: KafkaOrm) -> kafka_orm::Result<()> {
+    /// // 16 workers, always.
+    /// let fixed = orm.topic::<Click>()
+    ///     .handler_without_database(async |_click| Ok(()))
+    ///     .key_concurrency(8)
+    ///     .concurrency(16)
+    ///     .spawn().await?;
+    /// // 2 workers when idle, one more per 500 messages of lag, at most 32.
+    /// let balanced = orm.topic::<Click>()
+    ///     .handler_without_database(async |_click| Ok(()))
+    ///     .key_concurrency(8)
+    ///     .concurrency(Concurrency::by_lag(2..=32, 500))
+    ///     .spawn().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn concurrency(mut self, workers: impl Into<Concurrency>) -> Self {
+        self.config.concurrency = workers.into();
         self
     }
 
@@ -210,7 +245,10 @@ impl<T: Consumable, H: Apply<T>> HandlerBuilder<T, H> {
     }
 
     /// Pause a partition when this many of its messages wait or run (default 5000; at
-    /// least 40 batches in batch mode); it resumes when half of them are done.
+    /// least 40 batches in batch mode); it resumes when half of them are done. This is the
+    /// handler's buffer: KafkaFlow's `WithBufferSize(n)` buffers `n` messages per worker,
+    /// this bounds the messages fetched ahead per partition (librdkafka's own prefetch,
+    /// `queued.max.messages.kbytes` through `consumer_set`, comes on top).
     pub fn max_pending(mut self, n: usize) -> Self {
         self.config.max_pending = n.max(1);
         self

@@ -15,13 +15,14 @@ use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::OwnedMessage;
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::apply::Apply;
 use super::dlq::RawRecord;
 use super::forward::Forwarder;
 use super::health::HandlerWatch;
 use super::lane::{self, Lane, Place, Work};
+use super::limit::{self, ByLag, Limit};
 use super::partitions::{RunnerContext, Shared, Tp};
 use super::poll::{self, Client, ClientGuard, Polled};
 use super::retry::{self, RETRY_TIERS};
@@ -72,13 +73,14 @@ pub(crate) async fn start<T: Consumable, H: Apply<T>>(
     let (stop, stopping) = watch::channel(false);
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
     let stopped = Arc::new(tokio::sync::Notify::new());
+    let permits = workers(&shared, &watch, &group, &stopping);
     let lane = Arc::new(Lane::<T, H> {
         db,
         group,
         handler: Arc::new(handler),
         shared,
         client,
-        permits: Arc::new(Semaphore::new(config.concurrency)),
+        permits,
         fatal: fatal_tx,
         stopping: stopping.clone(),
         dlq_topic: T::SPEC.dlq.map(|d| orm.namespaced(d.topic)),
@@ -99,6 +101,7 @@ pub(crate) async fn start<T: Consumable, H: Apply<T>>(
         if let Err(e) = &result {
             task_watch.failed(e);
         }
+        lane.shared.metrics.concurrency.set(0.0);
         notify.notify_one();
         result
     });
@@ -113,6 +116,39 @@ pub(crate) async fn start<T: Consumable, H: Apply<T>>(
         joined: false,
         watch,
     })
+}
+
+/// The handler's concurrency limit at its first size, and, when it follows the lag, the
+/// task that resizes it (stopped with the handler).
+fn workers(
+    shared: &Arc<Shared>,
+    watch: &HandlerWatch,
+    group: &str,
+    stopping: &watch::Receiver<bool>,
+) -> Arc<Limit> {
+    let policy = shared.config.concurrency;
+    let limit = Arc::new(Limit::new(policy.min()));
+    shared
+        .counters
+        .concurrency
+        .store(policy.min() as u64, Ordering::Relaxed);
+    shared.metrics.concurrency.set(policy.min() as f64);
+    if policy.is_fixed() {
+        return limit;
+    }
+    let task = tokio::spawn(limit::balance_by_lag(ByLag {
+        policy,
+        limit: Arc::clone(&limit),
+        samples: watch.last_lag.subscribe(),
+        topic: shared.topic.clone(),
+        group: group.to_string(),
+        counters: Arc::clone(&shared.counters),
+        gauge: shared.metrics.concurrency.clone(),
+        stopping: stopping.clone(),
+    }));
+    let mut tasks = shared.lane_tasks.lock().unwrap_or_else(|e| e.into_inner());
+    tasks.push(task.abort_handle());
+    limit
 }
 
 /// What the handler's health check reads: its connections, failure and lag.

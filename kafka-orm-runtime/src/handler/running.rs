@@ -38,6 +38,9 @@ pub struct HandlerStats {
     pub revocations: u64,
     /// Transactions committed (one per message, or one per batch in batch mode).
     pub transactions: u64,
+    /// Handler calls allowed at once now (the workers): fixed, or as the lag last set it
+    /// ([`Concurrency::by_lag`](super::Concurrency::by_lag)).
+    pub concurrency: u64,
     /// Median time of a successful handler transaction (inbox row, handler, commit).
     pub latency_p50: Duration,
     /// 99th percentile of the same.
@@ -59,6 +62,7 @@ pub(crate) struct Counters {
     pub assignments: AtomicU64,
     pub revocations: AtomicU64,
     pub transactions: AtomicU64,
+    pub concurrency: AtomicU64,
     pub latency: Histogram,
 }
 
@@ -122,6 +126,7 @@ impl Counters {
             assignments: self.assignments.load(Relaxed),
             revocations: self.revocations.load(Relaxed),
             transactions: self.transactions.load(Relaxed),
+            concurrency: self.concurrency.load(Relaxed),
             latency_p50: self.latency.quantile(0.5),
             latency_p99: self.latency.quantile(0.99),
         }

@@ -6,7 +6,7 @@
 //! last sample for health checks.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Consumer lag of one partition (see [`RunningHandler::lag`](crate::handler::RunningHandler::lag)).
@@ -25,6 +25,7 @@ pub struct PartitionLag {
 }
 
 use rdkafka::consumer::{Consumer, ConsumerContext};
+use tokio::sync::watch;
 
 use super::metrics;
 use crate::error::{Error, Result};
@@ -63,18 +64,30 @@ where
     Ok(out)
 }
 
-/// The last lag sample of a consumer, shared with its health check.
-#[derive(Debug, Default)]
-pub(crate) struct LastLag(Mutex<Option<Vec<PartitionLag>>>);
+/// The last lag sample of a consumer, shared with its health check and, through
+/// [`LastLag::subscribe`], with a handler's lag-based concurrency.
+#[derive(Debug)]
+pub(crate) struct LastLag(watch::Sender<Option<Vec<PartitionLag>>>);
+
+impl Default for LastLag {
+    fn default() -> Self {
+        LastLag(watch::Sender::new(None))
+    }
+}
 
 impl LastLag {
     /// The last successful sample (`None` before the first one).
     pub fn get(&self) -> Option<Vec<PartitionLag>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.borrow().clone()
+    }
+
+    /// A receiver told of each new sample.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Vec<PartitionLag>>> {
+        self.0.subscribe()
     }
 
     fn set(&self, lag: Vec<PartitionLag>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(lag);
+        self.0.send_replace(Some(lag));
     }
 }
 

@@ -77,6 +77,8 @@ pub mod name {
     pub const HANDLER_REBALANCES: &str = "kafka_orm.handler.rebalances";
     /// Counter: partitions paused for backpressure.
     pub const HANDLER_PAUSES: &str = "kafka_orm.handler.pauses";
+    /// Gauge: handler calls a handler allows at once (its workers), fixed or lag-balanced.
+    pub const HANDLER_CONCURRENCY: &str = "kafka_orm.handler.concurrency";
     /// Counter: payloads that could not be decoded (handlers and streams).
     pub const CONSUMER_UNDECODABLE: &str = "kafka_orm.consumer.undecodable";
     /// Gauge: high watermark minus the group's committed offset, per partition.
@@ -273,6 +275,13 @@ pub const METRICS: &[MetricSpec] = &[
         "{pause}",
         CONSUMER,
         "Partitions paused because too many of their messages were pending",
+    ),
+    spec(
+        name::HANDLER_CONCURRENCY,
+        G,
+        "{worker}",
+        CONSUMER,
+        "Handler calls allowed at once (workers): fixed, or as the lag last set them; 0 once stopped",
     ),
     spec(
         name::CONSUMER_UNDECODABLE,

@@ -146,6 +146,8 @@ pub(crate) struct HandlerMetrics {
     pub dead_lettered: Counter,
     pub undecodable: Counter,
     pub pauses: Counter,
+    /// The workers (handler calls allowed at once).
+    pub concurrency: Gauge,
     pub assigned: Counter,
     pub revoked: Counter,
 }
@@ -169,6 +171,7 @@ impl HandlerMetrics {
             dead_lettered: counter(name::HANDLER_DEAD_LETTERED, &consumer),
             undecodable: counter(name::CONSUMER_UNDECODABLE, &consumer),
             pauses: counter(name::HANDLER_PAUSES, &consumer),
+            concurrency: gauge(name::HANDLER_CONCURRENCY, &consumer),
             assigned: counter(name::HANDLER_REBALANCES, &with(REBALANCE, "assign")),
             revoked: counter(name::HANDLER_REBALANCES, &with(REBALANCE, "revoke")),
         }
