@@ -29,6 +29,7 @@ mod breakdown;
 mod business;
 mod children;
 mod claim;
+mod cpu;
 mod events;
 mod inbox;
 mod inbox_limit;
