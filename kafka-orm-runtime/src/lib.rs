@@ -27,6 +27,7 @@ pub mod producer;
 pub mod registry;
 pub mod schema;
 pub mod security;
+pub mod service;
 pub(crate) mod tables;
 pub mod telemetry;
 pub mod topic;
@@ -44,4 +45,5 @@ pub use outbox::relay::{OutboxRelay, OutboxRelayBuilder, OutboxStatus, RelayStat
 pub use producer::Headers;
 pub use registry::TopicRegistration;
 pub use security::{Scram, Tls};
+pub use service::{Produce, Publish};
 pub use topic::{Consumable, Direction, InboxTopic, OutboxTopic, Producible, Topic, TopicSpec};

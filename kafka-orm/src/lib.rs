@@ -30,6 +30,7 @@ pub use kafka_orm_runtime::producer::{
 };
 pub use kafka_orm_runtime::registry::{self, TopicRegistration};
 pub use kafka_orm_runtime::security::{self, Scram, Tls};
+pub use kafka_orm_runtime::service::{self, Produce, Publish};
 pub use kafka_orm_runtime::topic::{
     Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
     RetrySpec, Topic, TopicSpec,

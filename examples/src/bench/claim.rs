@@ -22,7 +22,7 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
     let sc = infra.scenario("raw_claim").await?;
     let result = measure(config, &sc.db, progress).await;
     sc.cleanup().await;
-    let (rate, secs, cpu) = result?;
+    let (rate, secs) = result?;
     let params = Params {
         messages: config.messages,
         payload_bytes: config.payload_bytes,
@@ -34,7 +34,6 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
         params,
         Figure::new(rate, "rows/s")
             .extra("seconds", secs)
-            .extra("machine_cpu_busy", cpu)
             .extra("batch", BATCH as u64)
             .extra(
                 "what",
@@ -48,7 +47,7 @@ async fn measure(
     config: &Config,
     db: &DatabaseConnection,
     progress: &Progress,
-) -> Result<(f64, f64, serde_json::Value)> {
+) -> Result<(f64, f64)> {
     db.execute_unprepared(&format!(
         "CREATE TABLE {TABLE} (
             id BIGSERIAL PRIMARY KEY,
@@ -81,14 +80,10 @@ async fn measure(
     )
     .await?;
     progress.phase(format!("claiming + deleting {} rows", config.messages));
-    let (t0, cpu) = (Instant::now(), crate::cpu::CpuSample::now());
+    let t0 = Instant::now();
     claim_all(db, config.messages, Some(progress)).await?;
     let secs = t0.elapsed().as_secs_f64();
-    Ok((
-        config.messages as f64 / secs,
-        secs,
-        crate::cpu::busy_extra(&cpu),
-    ))
+    Ok((config.messages as f64 / secs, secs))
 }
 
 async fn insert_rows(

@@ -29,7 +29,6 @@ mod breakdown;
 mod business;
 mod children;
 mod claim;
-mod cpu;
 mod events;
 mod inbox;
 mod inbox_limit;

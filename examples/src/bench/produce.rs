@@ -107,7 +107,7 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
     let sc = infra.scenario("raw_produce").await?;
     let result = measure(config, infra, &sc.topic(), progress).await;
     sc.cleanup().await;
-    let (rate, secs, cpu) = result?;
+    let (rate, secs) = result?;
     let params = Params {
         messages: config.messages,
         payload_bytes: config.payload_bytes,
@@ -117,13 +117,10 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
     Ok(vec![Outcome::measured(
         "raw_produce",
         params,
-        Figure::new(rate, "msg/s")
-            .extra("seconds", secs)
-            .extra("machine_cpu_busy", cpu)
-            .extra(
-                "what",
-                "rdkafka FutureProducer, idempotent, acks=all, linger.ms=1, all deliveries awaited",
-            ),
+        Figure::new(rate, "msg/s").extra("seconds", secs).extra(
+            "what",
+            "rdkafka FutureProducer, idempotent, acks=all, linger.ms=1, all deliveries awaited",
+        ),
     )])
 }
 
@@ -132,7 +129,7 @@ async fn measure(
     infra: &Infra,
     topic: &str,
     progress: &Progress,
-) -> Result<(f64, f64, serde_json::Value)> {
+) -> Result<(f64, f64)> {
     let producer = infra.raw_producer()?;
     let warm = (config.messages / 20).max(500);
     progress.phase(format!("warm-up, {warm} messages"));
@@ -144,12 +141,8 @@ async fn measure(
         .map(|i| Msg::new(i, config.payload_bytes))
         .collect();
     progress.phase(format!("producing {} messages", config.messages));
-    let (t0, cpu) = (Instant::now(), crate::cpu::CpuSample::now());
+    let t0 = Instant::now();
     send_all(&producer, topic, &msgs, Some(progress)).await?;
     let secs = t0.elapsed().as_secs_f64();
-    Ok((
-        config.messages as f64 / secs,
-        secs,
-        crate::cpu::busy_extra(&cpu),
-    ))
+    Ok((config.messages as f64 / secs, secs))
 }
