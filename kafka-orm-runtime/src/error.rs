@@ -287,6 +287,19 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// A produce layer refused a message ([`crate::middleware::ProduceLayer`]): nothing
+    /// was sent, or written into the outbox.
+    #[error("a produce layer rejected a `{message_type}` message to `{topic}`: {reason}")]
+    Rejected {
+        /// The topic (with the context's namespace).
+        topic: String,
+        /// The message's type name.
+        message_type: &'static str,
+        /// Why, as the layer said.
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// The consumer or producer was shut down.
     #[error("kafka-orm is shutting down")]
     Shutdown,

@@ -20,6 +20,7 @@ pub(crate) mod ident;
 pub mod inbox;
 pub mod key;
 pub mod message_type;
+pub mod middleware;
 mod offthread;
 pub mod ops;
 pub mod outbox;

@@ -75,40 +75,64 @@ pub(crate) fn encode<T: Topic>(value: &T, extra: Headers) -> Result<Outgoing> {
 pub(crate) async fn send(
     producer: &FutureProducer,
     topic: &str,
-    mut msg: Outgoing,
+    msg: Outgoing,
     queue_timeout: Duration,
 ) -> Result<DeliveryReport> {
+    let (partition, offset) = send_parts(
+        producer,
+        topic,
+        msg.key.as_deref(),
+        &msg.payload,
+        msg.headers,
+        &msg.message_id,
+        queue_timeout,
+    )
+    .await?;
+    Ok(DeliveryReport {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        message_id: msg.message_id,
+    })
+}
+
+/// [`send`] of borrowed parts (a produce layer's context keeps them): where the broker
+/// stored it.
+pub(crate) async fn send_parts(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    mut headers: Headers,
+    message_id: &str,
+    queue_timeout: Duration,
+) -> Result<(i32, i64)> {
     let span = tracing::debug_span!(
         "kafka_orm.produce",
         topic,
-        message_id = %msg.message_id,
+        message_id,
         otel.kind = tracing::field::Empty,
     );
     let attrs = Messaging {
         destination: topic,
-        message_id: Some(&msg.message_id),
+        message_id: Some(message_id),
         ..Messaging::default()
     };
     trace::describe(&span, Operation::Send, &attrs);
     let this = span.clone();
     async move {
-        trace::inject_current(&mut msg.headers);
+        trace::inject_current(&mut headers);
         let mut record = FutureRecord::to(topic)
-            .payload(&msg.payload)
-            .headers(msg.headers.to_rdkafka());
-        if let Some(key) = &msg.key {
+            .payload(payload)
+            .headers(headers.to_rdkafka());
+        if let Some(key) = key {
             record = record.key(key);
         }
         match producer.send(record, queue_timeout).await {
             Ok(d) => {
                 telemetry::sent(topic, None);
                 trace::delivered(&this, d.partition, d.offset);
-                Ok(DeliveryReport {
-                    topic: topic.to_string(),
-                    partition: d.partition,
-                    offset: d.offset,
-                    message_id: msg.message_id,
-                })
+                Ok((d.partition, d.offset))
             }
             Err((source, _)) => {
                 let code = source.rdkafka_error_code();

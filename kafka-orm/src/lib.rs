@@ -35,7 +35,7 @@ pub use kafka_orm_runtime::topic::{
     Consumable, Direction, DlqSpec, InboxSpec, InboxTopic, OutboxSpec, OutboxTopic, Producible,
     RetrySpec, Topic, TopicSpec,
 };
-pub use kafka_orm_runtime::{defaults, handler, inbox, outbox, schema, telemetry};
+pub use kafka_orm_runtime::{defaults, handler, inbox, middleware, outbox, schema, telemetry};
 pub use kafka_orm_runtime::{dlq, ops};
 pub use transactional::{Outputs, PipelineStats, StatsHandle, TransactionalBuilder};
 

@@ -14,6 +14,7 @@ use super::direction::Directions;
 use super::embedded::EmbeddedBroker;
 use super::{BOOTSTRAP_ENV, Inner, KafkaOrm, client_config};
 use crate::error::{Error, Result};
+use crate::middleware::{ConsumeLayer, ConsumeLayers, ProduceLayer, ProduceLayers};
 use crate::security::{self, Sasl, Scram, Security, Tls};
 use crate::{connect, defaults, registry, schema};
 
@@ -48,6 +49,8 @@ pub struct KafkaOrmBuilder {
     consumer_buffer: usize,
     metrics_interval: Duration,
     shutdown_timeout: Duration,
+    consume_layers: ConsumeLayers,
+    produce_layers: ProduceLayers,
 }
 
 impl KafkaOrm {
@@ -70,6 +73,8 @@ impl KafkaOrm {
             consumer_buffer: defaults::CONSUMER_BUFFER,
             metrics_interval: defaults::METRICS_INTERVAL,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            consume_layers: ConsumeLayers::default(),
+            produce_layers: ProduceLayers::default(),
         }
     }
 }
@@ -105,6 +110,8 @@ impl std::fmt::Debug for KafkaOrmBuilder {
             .field("consumer_buffer", &self.consumer_buffer)
             .field("metrics_interval", &self.metrics_interval)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("consume_layers", &self.consume_layers.len())
+            .field("produce_layers", &self.produce_layers.len())
             .finish()
     }
 }
@@ -360,6 +367,36 @@ impl KafkaOrmBuilder {
         self
     }
 
+    /// Adds a consume layer around every handler of this context (see
+    /// [`crate::middleware`]): outside the handlers' own
+    /// [`layer`](crate::handler::HandlerBuilder::layer)s, inside the ones added before it,
+    /// and inside the built-in span and metrics.
+    ///
+    /// ```text
+    /// let orm = KafkaOrm::builder().bootstrap_from_env()
+    ///     .consume_layer(Timed::default())
+    ///     .build().await?;
+    /// ```
+    pub fn consume_layer(mut self, layer: impl ConsumeLayer + 'static) -> Self {
+        self.consume_layers.push(layer);
+        self
+    }
+
+    /// Adds a produce layer around every `produce` and `publish` of this context (see
+    /// [`crate::middleware`]), inside the ones added before it. A publish runs it in the
+    /// caller's transaction, so the headers it adds are stored in the outbox row; the relay
+    /// runs none.
+    ///
+    /// ```text
+    /// let orm = KafkaOrm::builder().bootstrap_from_env()
+    ///     .produce_layer(Tenant::from_env())
+    ///     .build().await?;
+    /// ```
+    pub fn produce_layer(mut self, layer: impl ProduceLayer + 'static) -> Self {
+        self.produce_layers.push(layer);
+        self
+    }
+
     /// Validates the registry (two types on one topic, and table and column names a
     /// hand-written `impl Topic` may get wrong: [`Error::InvalidIdentifier`], before any
     /// SQL runs) and the declared directions ([`produces`](Self::produces)), connects,
@@ -412,6 +449,8 @@ impl KafkaOrmBuilder {
                 consumer_buffer: self.consumer_buffer,
                 metrics_interval: self.metrics_interval,
                 shutdown_timeout: self.shutdown_timeout,
+                consume_layers: self.consume_layers,
+                produce_layers: self.produce_layers,
                 _embedded: embedded,
             }),
         })

@@ -3,6 +3,7 @@
 
 use std::marker::PhantomData;
 
+use futures_util::future::try_join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
 use super::KafkaOrm;
@@ -85,7 +86,13 @@ impl<T: Topic> TopicHandle<T> {
         self.orm.may_produce(T::SPEC)?;
         let msg = producer::encode(value, headers)?;
         let inner = &self.orm.inner;
-        producer::send(&inner.producer, &self.name(), msg, inner.send_timeout).await
+        if inner.produce_layers.is_empty() {
+            return producer::send(&inner.producer, &self.name(), msg, inner.send_timeout).await;
+        }
+        let kind = value.message_type();
+        (inner.produce_layers)
+            .send(&inner.producer, self.name(), kind, msg, inner.send_timeout)
+            .await
     }
 
     /// Produces many values concurrently (batched by librdkafka) and waits for every
@@ -99,10 +106,20 @@ impl<T: Topic> TopicHandle<T> {
         self.orm.may_produce(T::SPEC)?;
         let msgs = values
             .into_iter()
-            .map(|v| producer::encode(v, Headers::new()))
+            .map(|v| Ok((v.message_type(), producer::encode(v, Headers::new())?)))
             .collect::<Result<Vec<_>>>()?;
         let inner = &self.orm.inner;
-        producer::send_all(&inner.producer, &self.name(), msgs, inner.send_timeout).await
+        let (layers, topic) = (&inner.produce_layers, self.name());
+        if layers.is_empty() {
+            let msgs = msgs.into_iter().map(|(_, m)| m).collect();
+            return producer::send_all(&inner.producer, &topic, msgs, inner.send_timeout).await;
+        }
+        // Each message through the layers on its own, all of them at once (librdkafka
+        // batches the sends).
+        try_join_all(msgs.into_iter().map(|(kind, m)| {
+            layers.send(&inner.producer, topic.clone(), kind, m, inner.send_timeout)
+        }))
+        .await
     }
 }
 

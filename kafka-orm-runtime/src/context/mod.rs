@@ -20,6 +20,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use sea_orm::DatabaseConnection;
 
 use crate::error::{Error, Result};
+use crate::middleware::{ConsumeLayers, ProduceLayers};
 use crate::topic::{Topic, TopicSpec};
 
 mod admin;
@@ -60,6 +61,10 @@ struct Inner {
     consumer_buffer: usize,
     metrics_interval: Duration,
     shutdown_timeout: Duration,
+    /// Around every handler ([`crate::middleware`]).
+    consume_layers: ConsumeLayers,
+    /// Around every produce and publish.
+    produce_layers: ProduceLayers,
     // Declared last: the embedded broker outlives the clients above.
     _embedded: Option<EmbeddedBroker>,
 }
@@ -112,6 +117,16 @@ impl KafkaOrm {
 
     pub(crate) fn send_timeout(&self) -> Duration {
         self.inner.send_timeout
+    }
+
+    /// The context's consume layers, outermost first.
+    pub(crate) fn consume_layers(&self) -> &ConsumeLayers {
+        &self.inner.consume_layers
+    }
+
+    /// The context's produce layers, outermost first.
+    pub(crate) fn produce_layers(&self) -> &ProduceLayers {
+        &self.inner.produce_layers
     }
 
     /// The default of every `shutdown()`'s wait (streams, handlers, relays, pipelines).

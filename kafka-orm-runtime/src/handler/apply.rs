@@ -102,14 +102,14 @@ pub trait Apply<T: Consumable>: sealed::Sealed + Send + Sync + 'static {
         msg: &'a Delivery<T>,
     ) -> impl Future<Output = Result<Applied, Attempt>> + Send + 'a;
 
-    /// `msgs` at once; `None` when any of it failed (the lane then goes one by one).
+    /// `msgs` at once; an error when any of it failed (the lane then goes one by one).
     #[doc(hidden)]
     fn apply_batch<'a>(
         &'a self,
         db: Option<&'a DatabaseConnection>,
         group: &'a str,
         msgs: &'a [&'a Delivery<T>],
-    ) -> impl Future<Output = Option<BatchApplied>> + Send + 'a;
+    ) -> impl Future<Output = Result<BatchApplied, Attempt>> + Send + 'a;
 }
 
 mod sealed {
@@ -159,24 +159,40 @@ impl<T: Consumable, H: Handler<T>> Apply<T> for InTransaction<H> {
         db: Option<&DatabaseConnection>,
         group: &str,
         msgs: &[&Delivery<T>],
-    ) -> Option<BatchApplied> {
-        let txn = db?.begin().await.ok()?;
+    ) -> Result<BatchApplied, Attempt> {
+        let db = db.ok_or_else(|| {
+            Attempt::Infra(Error::NoDatabase {
+                operation: "handler",
+                topic: T::SPEC.name,
+            })
+        })?;
+        let txn = db
+            .begin()
+            .await
+            .map_err(|e| Attempt::Infra(Error::db("beginning the batch transaction", e)))?;
         // One statement records the whole batch in the inbox; only new messages are handled.
-        let Ok(fresh) = inbox::record_batch(&txn, group, msgs).await else {
-            let _ = txn.rollback().await;
-            return None;
+        let fresh = match inbox::record_batch(&txn, group, msgs).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(Attempt::Infra(e));
+            }
         };
         let new: Vec<&Delivery<T>> = msgs
             .iter()
             .zip(&fresh)
             .filter_map(|(d, f)| f.then_some(*d))
             .collect();
-        if !new.is_empty() && caught(self.0.handle_batch(&txn, &new)).await.is_err() {
+        if !new.is_empty()
+            && let Err(e) = caught(self.0.handle_batch(&txn, &new)).await
+        {
             let _ = txn.rollback().await;
-            return None;
+            return Err(Attempt::Handler(e));
         }
-        txn.commit().await.ok()?;
-        Some(BatchApplied {
+        txn.commit()
+            .await
+            .map_err(|e| Attempt::Infra(Error::db("committing the batch transaction", e)))?;
+        Ok(BatchApplied {
             handled: new.len() as u64,
             duplicates: (msgs.len() - new.len()) as u64,
         })
@@ -201,9 +217,11 @@ impl<T: Consumable, H: HandlerWithoutDatabase<T>> Apply<T> for WithoutDatabase<H
         _db: Option<&DatabaseConnection>,
         _group: &str,
         msgs: &[&Delivery<T>],
-    ) -> Option<BatchApplied> {
-        caught(self.0.handle_batch(msgs)).await.ok()?;
-        Some(BatchApplied {
+    ) -> Result<BatchApplied, Attempt> {
+        caught(self.0.handle_batch(msgs))
+            .await
+            .map_err(Attempt::Handler)?;
+        Ok(BatchApplied {
             handled: msgs.len() as u64,
             duplicates: 0,
         })

@@ -9,17 +9,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, watch};
-use tracing::Instrument;
 
-use super::apply::{Applied, Apply, Attempt};
+use super::apply::{Apply, Attempt};
 use super::dlq::{self, Failure, RawRecord};
 use super::forward::Forwarder;
 use super::limit::Limit;
+use super::observe;
 use super::partitions::{Shared, Tp};
 use super::poll::ClientGuard;
 use super::retry::{self, RETRY_DUE, RETRY_FIRST_FAILURE, RETRY_TIERS};
@@ -27,6 +27,7 @@ use super::{Counters, OnExhausted};
 use crate::backoff::Backoff;
 use crate::consumer::Delivery;
 use crate::error::Error;
+use crate::middleware::ConsumeContext;
 use crate::producer::TRACEPARENT_HEADER;
 use crate::telemetry::trace::{self, Operation};
 use crate::topic::{Consumable, Topic};
@@ -361,7 +362,8 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
         Done::Abandoned
     }
 
-    /// One attempt, as the handler applies it (see [`super::apply`]), in its span.
+    /// One attempt, as the handler applies it (see [`super::apply`]), in its span and
+    /// through the consume layers ([`crate::middleware`]).
     async fn attempt(&self, delivery: &Delivery<T>) -> std::result::Result<(), Attempt> {
         let span = tracing::info_span!(
             "kafka_orm.handle",
@@ -374,31 +376,13 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
         );
         trace::describe(&span, Operation::Process, &delivery.messaging(&self.group));
         trace::continue_from(&span, &delivery.headers);
-        let started = Instant::now();
-        let applied = self
-            .handler
-            .apply(self.db.as_ref(), &self.group, delivery)
-            .instrument(span)
-            .await;
-        let (counters, metrics) = (&self.shared.counters, &self.shared.metrics);
-        match applied {
-            Ok(Applied::Duplicate) => {
-                Counters::bump(&counters.duplicates);
-                metrics.duplicates.increment(1);
-            }
-            Ok(Applied::Handled) => {
-                Counters::bump(&counters.handled);
-                if H::DATABASE {
-                    Counters::bump(&counters.transactions);
-                }
-                counters.latency.record(started.elapsed());
-                metrics.handled.increment(1);
-                metrics.processed(started.elapsed(), true);
-            }
-            Err(Attempt::Handler(_)) => metrics.processed(started.elapsed(), false),
-            Err(Attempt::Infra(_)) => {}
-        }
-        applied.map(|_| ())
+        // The span and metrics are the built-in layer, around the registered ones.
+        let ctx = ConsumeContext::one(&self.group, delivery);
+        let applied = self.handler.apply(self.db.as_ref(), &self.group, delivery);
+        let attempt = std::pin::pin!(observe::one(applied));
+        observe::run(&self.shared, H::DATABASE, span, &ctx, attempt)
+            .await
+            .map(|_| ())
     }
 }
 

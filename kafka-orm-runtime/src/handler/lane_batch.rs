@@ -1,15 +1,13 @@
 //! Batch mode of a lane: up to N messages at once (with a database, in one transaction
 //! with one inbox statement); a failing batch is retried message by message.
 
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use tracing::Span;
 
-use tracing::Instrument;
-
-use super::Counters;
 use super::apply::Apply;
 use super::lane::{Done, Lane, Work};
+use super::observe;
 use crate::consumer::Delivery;
+use crate::middleware::ConsumeContext;
 use crate::telemetry::trace::{self, Messaging, Operation};
 use crate::topic::Consumable;
 
@@ -60,33 +58,18 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
         for d in &deliveries {
             trace::link(&span, &d.headers);
         }
-        self.batch_transaction(&deliveries).instrument(span).await
+        self.batch_transaction(&deliveries, span).await
     }
 
-    /// `deliveries` at once, as the handler applies them (see [`super::apply`]); whether
-    /// they all went through.
-    async fn batch_transaction(&self, deliveries: &[&Delivery<T>]) -> bool {
+    /// `deliveries` at once, as the handler applies them (see [`super::apply`]), in `span`
+    /// and through the consume layers; whether they all went through.
+    async fn batch_transaction(&self, deliveries: &[&Delivery<T>], span: Span) -> bool {
         let _permit = self.permits.acquire().await;
-        let started = Instant::now();
-        let Some(applied) = self
-            .handler
-            .apply_batch(self.db.as_ref(), &self.group, deliveries)
+        let ctx = ConsumeContext::batch(&self.group, deliveries);
+        let applied = (self.handler).apply_batch(self.db.as_ref(), &self.group, deliveries);
+        let attempt = std::pin::pin!(observe::batch(applied));
+        observe::run(&self.shared, H::DATABASE, span, &ctx, attempt)
             .await
-        else {
-            return false;
-        };
-        let c = &self.shared.counters;
-        c.handled.fetch_add(applied.handled, Ordering::Relaxed);
-        c.duplicates
-            .fetch_add(applied.duplicates, Ordering::Relaxed);
-        if H::DATABASE {
-            Counters::bump(&c.transactions);
-        }
-        c.latency.record(started.elapsed());
-        let m = &self.shared.metrics;
-        m.handled.increment(applied.handled);
-        m.duplicates.increment(applied.duplicates);
-        m.processed(started.elapsed(), true);
-        true
+            .is_ok()
     }
 }

@@ -71,6 +71,7 @@ mod lane;
 mod lane_batch;
 mod lane_forward;
 mod limit;
+mod observe;
 mod partitions;
 mod poll;
 mod retry;
@@ -102,6 +103,7 @@ use crate::context::TopicHandle;
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::message_type::OnUnknownType;
+use crate::middleware::{ConsumeLayer, ConsumeLayers};
 use crate::topic::{Consumable, Topic};
 
 pub use dlq::{
@@ -140,6 +142,8 @@ pub(crate) struct Config {
     pub shutdown_timeout: Duration,
     pub on_exhausted: OnExhausted,
     pub on_unknown_type: OnUnknownType,
+    /// The context's consume layers, then the handler's (complete from `spawn` on).
+    pub layers: ConsumeLayers,
     pub purge_interval: Duration,
     pub attempts: u32,
     pub backoff: Duration,
@@ -170,6 +174,7 @@ impl<T: Consumable> TopicHandle<T> {
                 shutdown_timeout: self.orm().shutdown_timeout(),
                 on_exhausted: OnExhausted::Stop,
                 on_unknown_type: OnUnknownType::default(),
+                layers: ConsumeLayers::default(),
                 purge_interval: defaults::INBOX_PURGE_INTERVAL,
                 attempts: retry.attempts.max(1),
                 backoff: retry.backoff,
@@ -306,6 +311,22 @@ impl<T: Consumable, H: Apply<T>> HandlerBuilder<T, H> {
         self
     }
 
+    /// Adds a consume layer around this handler's invocations (see [`crate::middleware`]):
+    /// inside the context's ([`consume_layer`](crate::KafkaOrmBuilder::consume_layer)) and
+    /// the ones added before it, outside the handler. Each attempt at a message (or each
+    /// batch) goes through it.
+    ///
+    /// ```text
+    /// orm.topic::<OrderCreated>()
+    ///     .handler(bill)
+    ///     .layer(OnlyPaidOrders)        // may skip a message, or fail it into the retries
+    ///     .spawn().await?;
+    /// ```
+    pub fn layer(mut self, layer: impl ConsumeLayer + 'static) -> Self {
+        self.config.layers.push(layer);
+        self
+    }
+
     /// How often expired inbox rows are purged (default 10 min; the retention comes from
     /// `inbox(retention = ..)`).
     pub fn purge_interval(mut self, interval: Duration) -> Self {
@@ -355,7 +376,9 @@ impl<T: Consumable, H: Apply<T>> HandlerBuilder<T, H> {
             None
         };
         let group = orm.group_for(T::SPEC, self.topic.explicit_group())?;
-        runner::start::<T, H>(orm, db, group, self.handler, self.config).await
+        let mut config = self.config;
+        config.layers = orm.consume_layers().around(&config.layers);
+        runner::start::<T, H>(orm, db, group, self.handler, config).await
     }
 
     /// Runs until `shutdown` completes, then shuts down gracefully; returns the final

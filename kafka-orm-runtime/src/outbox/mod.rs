@@ -77,7 +77,8 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::ident;
 use crate::key::ColumnKind;
-use crate::producer::{self, Headers};
+use crate::middleware::ProduceLayers;
+use crate::producer::{self, Headers, Outgoing};
 pub use crate::tables::outbox::{BUCKETS, create_table_sql};
 pub(crate) use crate::tables::outbox::{key_columns, table_of};
 use crate::telemetry::trace::{self, Messaging, Operation};
@@ -132,12 +133,8 @@ struct NewRow {
     key_values: Vec<Value>,
 }
 
-fn new_row<T: Topic>(
-    value: &T,
-    headers: Headers,
-    columns: &[(String, ColumnKind)],
-) -> Result<NewRow> {
-    let msg = producer::encode(value, headers)?;
+/// The row of `value`, encoded as `msg` (and through the publish layers, if any).
+fn new_row<T: Topic>(value: &T, msg: Outgoing, columns: &[(String, ColumnKind)]) -> Result<NewRow> {
     let key = match msg.key {
         // Keys are built from text (see `KeyPart`), so they are valid UTF-8.
         Some(k) => Some(String::from_utf8(k).map_err(|e| Error::Encode {
@@ -212,7 +209,28 @@ fn checked_key_values<T: Topic>(
 pub async fn publish<T: OutboxTopic>(
     txn: &DatabaseTransaction,
     values: &[&T],
+    headers: Headers,
+) -> Result<Vec<String>> {
+    let layers = Layers {
+        layers: &ProduceLayers::default(),
+        topic: T::SPEC.name,
+    };
+    publish_through(txn, values, headers, layers).await
+}
+
+/// The publish layers of a call and the topic they are told (with the namespace).
+#[derive(Clone, Copy)]
+pub(crate) struct Layers<'a> {
+    pub layers: &'a ProduceLayers,
+    pub topic: &'a str,
+}
+
+/// [`publish`], each row through `layers` before it is written.
+pub(crate) async fn publish_through<T: OutboxTopic>(
+    txn: &DatabaseTransaction,
+    values: &[&T],
     mut headers: Headers,
+    layers: Layers<'_>,
 ) -> Result<Vec<String>> {
     if values.is_empty() {
         return Ok(Vec::new());
@@ -233,7 +251,7 @@ pub async fn publish<T: OutboxTopic>(
     let this = span.clone();
     async move {
         trace::inject_current(&mut headers);
-        let ids = insert_rows(txn, values, headers).await?;
+        let ids = insert_rows(txn, values, headers, layers).await?;
         if let [id] = ids.as_slice() {
             trace::message_id(&this, id);
         }
@@ -247,15 +265,21 @@ async fn insert_rows<T: OutboxTopic>(
     txn: &DatabaseTransaction,
     values: &[&T],
     headers: Headers,
+    layers: Layers<'_>,
 ) -> Result<Vec<String>> {
     // A registered type was checked at `build()`; this one may never have been.
     ident::check_spec(T::SPEC)?;
     let table = table_of(T::SPEC);
     let columns = key_columns(T::SPEC);
-    let rows = values
-        .iter()
-        .map(|v| new_row(*v, headers.clone(), &columns))
-        .collect::<Result<Vec<_>>>()?;
+    let mut rows = Vec::with_capacity(values.len());
+    for value in values {
+        let mut msg = producer::encode(*value, headers.clone())?;
+        if !layers.layers.is_empty() {
+            let (topic, kind) = (layers.topic.to_string(), value.message_type());
+            msg = layers.layers.publish(topic, kind, msg).await?;
+        }
+        rows.push(new_row(*value, msg, &columns)?);
+    }
     let ids: Vec<String> = rows.iter().map(|r| r.message_id.clone()).collect();
     insert_new_rows(txn, table, &columns, rows).await?;
     Ok(ids)

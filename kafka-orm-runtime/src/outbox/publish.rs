@@ -31,7 +31,12 @@ impl<T: Topic> TopicHandle<T> {
         T: OutboxTopic,
     {
         self.orm().may_produce(T::SPEC)?;
-        let mut ids = super::publish(txn, &[value], headers).await?;
+        let topic = self.name();
+        let layers = super::Layers {
+            layers: self.orm().produce_layers(),
+            topic: &topic,
+        };
+        let mut ids = super::publish_through(txn, &[value], headers, layers).await?;
         telemetry::published(&self.name(), super::table_of(T::SPEC), 1);
         Ok(ids.remove(0))
     }
@@ -49,7 +54,12 @@ impl<T: Topic> TopicHandle<T> {
     {
         self.orm().may_produce(T::SPEC)?;
         let values: Vec<&T> = values.into_iter().collect();
-        let ids = super::publish(txn, &values, Headers::new()).await?;
+        let topic = self.name();
+        let layers = super::Layers {
+            layers: self.orm().produce_layers(),
+            topic: &topic,
+        };
+        let ids = super::publish_through(txn, &values, Headers::new(), layers).await?;
         telemetry::published(&self.name(), super::table_of(T::SPEC), ids.len() as u64);
         Ok(ids)
     }
