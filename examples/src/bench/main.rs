@@ -29,6 +29,7 @@ mod breakdown;
 mod business;
 mod children;
 mod claim;
+mod cpu;
 mod events;
 mod inbox;
 mod inbox_limit;
@@ -371,14 +372,9 @@ async fn main() {
                     let variant = r.variant.clone().unwrap_or_default();
                     baselines.inbox.push((variant, f.value));
                 }
-                ("relay_latency", Some(f)) => {
-                    let (p50, p99) = baselines.ours.latency.unwrap_or((f64::NAN, f64::NAN));
-                    baselines.ours.latency = match r.variant.as_deref() {
-                        Some("NOTIFY p50") => Some((f.value, p99)),
-                        Some("NOTIFY p99") => Some((p50, f.value)),
-                        _ => baselines.ours.latency,
-                    };
-                }
+                ("relay_latency", Some(f)) => baselines
+                    .ours
+                    .note_latency(r.variant.as_deref().unwrap_or(""), f.value),
                 _ => {}
             }
         }

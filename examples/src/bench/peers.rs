@@ -183,11 +183,30 @@ fn num(v: &Value, key: &str) -> Result<f64> {
 pub struct Ours {
     /// relay_throughput, msg/s, by instance count.
     pub relay: Vec<(usize, f64)>,
-    /// relay_latency with NOTIFY: p50 and p99 (ms).
+    /// relay_latency with NOTIFY, the consumers in the relay's process: p50 and p99 (ms).
     pub latency: Option<(f64, f64)>,
+    /// relay_latency with NOTIFY, the consumers in another process (`NOTIFY apart`).
+    pub latency_apart: Option<(f64, f64)>,
 }
 
 impl Ours {
+    /// Keeps relay_latency's row `variant` (`NOTIFY p50`, `NOTIFY apart p99`, ..).
+    pub fn note_latency(&mut self, variant: &str, ms: f64) {
+        let (slot, stat) = match variant.strip_prefix("NOTIFY apart ") {
+            Some(stat) => (&mut self.latency_apart, stat),
+            None => match variant.strip_prefix("NOTIFY ") {
+                Some(stat) => (&mut self.latency, stat),
+                None => return,
+            },
+        };
+        let (p50, p99) = slot.unwrap_or((f64::NAN, f64::NAN));
+        *slot = match stat {
+            "p50" => Some((ms, p99)),
+            "p99" => Some((p50, ms)),
+            _ => *slot,
+        };
+    }
+
     fn relay(&self, instances: usize) -> Option<f64> {
         self.relay
             .iter()
@@ -366,22 +385,27 @@ pub async fn run(
     let latency = |label: String, v: Value| -> Result<Vec<Outcome>> {
         let stats = [("p50", num(&v, "p50_ms")?), ("p99", num(&v, "p99_ms")?)];
         let mut rows = Vec::new();
-        for (i, (stat, peer)) in stats.into_iter().enumerate() {
-            let ours_stat = ours
-                .latency
-                .map(|(p50, p99)| if i == 0 { p50 } else { p99 });
-            rows.push(compare(
-                Row {
-                    name: "peer_latency",
-                    variant: format!("NOTIFY {stat} vs {label}"),
-                    params: lat_params,
-                    unit: "ms",
-                },
-                ours_stat,
-                (format!("{label} {stat}"), peer),
-                ours_stat.map(|o| (format!("{stat} below {label}'s"), o < peer)),
-                &v,
-            ));
+        // Ours with the consumers in the relay's process, and in another one (the peers
+        // run none).
+        for (what, figures) in [
+            ("NOTIFY", ours.latency),
+            ("NOTIFY apart", ours.latency_apart),
+        ] {
+            for (i, (stat, peer)) in stats.iter().enumerate() {
+                let ours_stat = figures.map(|(p50, p99)| if i == 0 { p50 } else { p99 });
+                rows.push(compare(
+                    Row {
+                        name: "peer_latency",
+                        variant: format!("{what} {stat} vs {label}"),
+                        params: lat_params,
+                        unit: "ms",
+                    },
+                    ours_stat,
+                    (format!("{label} {stat}"), *peer),
+                    ours_stat.map(|o| (format!("{stat} below {label}'s"), o < *peer)),
+                    &v,
+                ));
+            }
         }
         Ok(rows)
     };
