@@ -22,7 +22,7 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
     let sc = infra.scenario("raw_claim").await?;
     let result = measure(config, &sc.db, progress).await;
     sc.cleanup().await;
-    let (rate, secs) = result?;
+    let (rate, secs, cpu) = result?;
     let params = Params {
         messages: config.messages,
         payload_bytes: config.payload_bytes,
@@ -34,6 +34,7 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
         params,
         Figure::new(rate, "rows/s")
             .extra("seconds", secs)
+            .extra("machine_cpu_busy", cpu)
             .extra("batch", BATCH as u64)
             .extra(
                 "what",
@@ -47,7 +48,7 @@ async fn measure(
     config: &Config,
     db: &DatabaseConnection,
     progress: &Progress,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, serde_json::Value)> {
     db.execute_unprepared(&format!(
         "CREATE TABLE {TABLE} (
             id BIGSERIAL PRIMARY KEY,
@@ -80,10 +81,14 @@ async fn measure(
     )
     .await?;
     progress.phase(format!("claiming + deleting {} rows", config.messages));
-    let t0 = Instant::now();
+    let (t0, cpu) = (Instant::now(), crate::cpu::CpuSample::now());
     claim_all(db, config.messages, Some(progress)).await?;
     let secs = t0.elapsed().as_secs_f64();
-    Ok((config.messages as f64 / secs, secs))
+    Ok((
+        config.messages as f64 / secs,
+        secs,
+        crate::cpu::busy_extra(&cpu),
+    ))
 }
 
 async fn insert_rows(

@@ -107,7 +107,7 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
     let sc = infra.scenario("raw_produce").await?;
     let result = measure(config, infra, &sc.topic(), progress).await;
     sc.cleanup().await;
-    let (rate, secs) = result?;
+    let (rate, secs, cpu) = result?;
     let params = Params {
         messages: config.messages,
         payload_bytes: config.payload_bytes,
@@ -117,10 +117,13 @@ pub async fn run(config: &Config, infra: &Infra, progress: &Arc<Progress>) -> Re
     Ok(vec![Outcome::measured(
         "raw_produce",
         params,
-        Figure::new(rate, "msg/s").extra("seconds", secs).extra(
-            "what",
-            "rdkafka FutureProducer, idempotent, acks=all, linger.ms=1, all deliveries awaited",
-        ),
+        Figure::new(rate, "msg/s")
+            .extra("seconds", secs)
+            .extra("machine_cpu_busy", cpu)
+            .extra(
+                "what",
+                "rdkafka FutureProducer, idempotent, acks=all, linger.ms=1, all deliveries awaited",
+            ),
     )])
 }
 
@@ -129,7 +132,7 @@ async fn measure(
     infra: &Infra,
     topic: &str,
     progress: &Progress,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, serde_json::Value)> {
     let producer = infra.raw_producer()?;
     let warm = (config.messages / 20).max(500);
     progress.phase(format!("warm-up, {warm} messages"));
@@ -141,8 +144,12 @@ async fn measure(
         .map(|i| Msg::new(i, config.payload_bytes))
         .collect();
     progress.phase(format!("producing {} messages", config.messages));
-    let t0 = Instant::now();
+    let (t0, cpu) = (Instant::now(), crate::cpu::CpuSample::now());
     send_all(&producer, topic, &msgs, Some(progress)).await?;
     let secs = t0.elapsed().as_secs_f64();
-    Ok((config.messages as f64 / secs, secs))
+    Ok((
+        config.messages as f64 / secs,
+        secs,
+        crate::cpu::busy_extra(&cpu),
+    ))
 }

@@ -131,10 +131,13 @@ async fn measure(
         progress.phase(format!("{variant}: relaying {} events", config.messages));
         crate::breakdown::reset();
         txn.commit().await?;
-        let t0 = Instant::now();
+        let (t0, cpu) = (Instant::now(), crate::cpu::CpuSample::now());
         wait_delivered(&relays, warm + config.messages, Some((warm, progress))).await?;
         let secs = t0.elapsed().as_secs_f64();
-        let breakdown = crate::breakdown::with_wall(crate::breakdown::take(), secs);
+        let mut breakdown = crate::breakdown::with_wall(crate::breakdown::take(), secs);
+        if let Some(b) = breakdown.as_object_mut() {
+            b.insert("machine_cpu_busy".into(), crate::cpu::busy_extra(&cpu));
+        }
         let stats: Vec<_> = relays.iter().map(|r| r.stats()).collect();
         Ok(Measured {
             rate: config.messages as f64 / secs,
