@@ -49,7 +49,7 @@ fn row(t: &TopicEntry) -> Vec<String> {
     });
     vec![
         t.kafka_topic.clone(),
-        t.type_name.clone(),
+        type_column(t),
         if t.key_fields.is_empty() {
             "-".into()
         } else {
@@ -62,4 +62,40 @@ fn row(t: &TopicEntry) -> Vec<String> {
         or_dash(retry.or_else(|| t.retry_topics.then(|| "retry topics".to_string()))),
         or_dash(t.kafka_dlq.as_ref()),
     ]
+}
+
+/// The Rust type, and the message type names when they are not just its own name (a topic
+/// enum's variants, or a `type_name = ".."`).
+fn type_column(t: &TopicEntry) -> String {
+    let short = t.type_name.rsplit("::").next().unwrap_or(&t.type_name);
+    match t.message_types.as_slice() {
+        [] => t.type_name.clone(),
+        [one] if one == short => t.type_name.clone(),
+        types => format!("{} [{}]", t.type_name, types.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(type_name: &str, types: &[&str]) -> TopicEntry {
+        let file = format!(
+            r#"{{"type_name":"{type_name}","message_types":{types:?},"name":"t","kafka_topic":"t",
+            "key_fields":[],"format":"json","direction":"both","group":null,"kafka_group":null,
+            "partitions":null,"replication":null,"outbox":null,"inbox":null,"retry":null,
+            "retry_topics":false,"dlq":null,"kafka_dlq":null}}"#
+        );
+        serde_json::from_str(&file).unwrap()
+    }
+
+    #[test]
+    fn the_type_column_names_the_message_types_of_a_topic_enum() {
+        assert_eq!(type_column(&entry("app::Order", &["Order"])), "app::Order");
+        assert_eq!(
+            type_column(&entry("app::OrderEvent", &["order.created", "order.paid"])),
+            "app::OrderEvent [order.created, order.paid]"
+        );
+        assert_eq!(type_column(&entry("app::Order", &[])), "app::Order");
+    }
 }

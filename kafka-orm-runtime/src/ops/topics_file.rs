@@ -28,6 +28,10 @@ pub struct TopicsFile {
 pub struct TopicEntry {
     /// The Rust type.
     pub type_name: String,
+    /// The message type names its payloads carry in the `kafka-orm-type` header: one for a
+    /// struct, one per variant for a topic enum (absent in files of older versions: empty).
+    #[serde(default)]
+    pub message_types: Vec<String>,
     /// The topic, as declared.
     pub name: String,
     /// Its Kafka name.
@@ -137,6 +141,7 @@ impl TopicEntry {
             |kinds: &[ColumnKind]| kinds.iter().map(|k| kind_name(*k).to_string()).collect();
         TopicEntry {
             type_name: spec.type_name.into(),
+            message_types: names(spec.message_types),
             name: spec.name.into(),
             kafka_topic: orm.topic_name(spec),
             key_fields: names(spec.key_fields),
