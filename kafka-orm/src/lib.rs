@@ -44,6 +44,10 @@ pub mod transactional {
     pub use kafka_orm_runtime::transactional::*;
 }
 
+pub mod migrating_from_k_entity_framework {
+    #![doc = include_str!("../docs/migrating-from-k-entity-framework.md")]
+}
+
 pub mod operations {
     #![doc = include_str!("../docs/operations.md")]
 }
