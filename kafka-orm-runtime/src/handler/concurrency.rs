@@ -19,7 +19,7 @@ use crate::defaults;
 ///
 /// ```
 /// use std::time::Duration;
-/// use kafka_orm::handler::Concurrency;
+/// use kafka_orm_runtime::handler::Concurrency;
 ///
 /// let fixed: Concurrency = 8.into();
 /// assert_eq!((fixed.min(), fixed.max()), (8, 8));

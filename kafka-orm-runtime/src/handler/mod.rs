@@ -204,11 +204,8 @@ impl<T: Consumable, H: Apply<T>> HandlerBuilder<T, H> {
     /// [`HandlerStats::concurrency`] and the `kafka_orm.handler.concurrency` gauge.
     ///
     /// ```no_run
-    /// # use kafka_orm::{KafkaOrm, Topic, handler::Concurrency};
-    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, Topic)]
-    /// # #[topic(name = "clicks", key = "user", group = "stats")]
-    /// # struct Click { user: String }
-    /// # async fn run(orm: KafkaOrm) -> kafka_orm::Result<()> {
+    /// # use kafka_orm_runtime::{KafkaOrm, handler::Concurrency, topic::Consumable};
+    /// # async fn run<Click: Consumable>(orm: KafkaOrm) -> kafka_orm_runtime::Result<()> {
     /// // 16 workers, always.
     /// let fixed = orm.topic::<Click>()
     ///     .handler_without_database(async |_click| Ok(()))
