@@ -71,6 +71,11 @@ impl<T: Topic> TopicHandle<T> {
 impl<T: Topic> TopicHandle<T> {
     /// Produces `value` (key from the key fields, message-id header stamped) and waits for
     /// the broker's acknowledgement.
+    ///
+    /// The context's produce layers ([`KafkaOrmBuilder::produce_layer`](crate::KafkaOrmBuilder::produce_layer))
+    /// run around the send, here and in [`produce_with_headers`](Self::produce_with_headers)
+    /// and [`produce_all`](Self::produce_all) (each message on its own); one that refuses
+    /// the message fails the call with [`Error::Rejected`].
     pub async fn produce(&self, value: &T) -> Result<DeliveryReport>
     where
         T: Producible,

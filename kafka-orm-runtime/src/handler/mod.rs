@@ -59,6 +59,10 @@
 //! - **Shutdown** finishes in-flight handlers, commits, and closes in bounded time.
 //! - **Database outages** are retried with backoff without using up attempts: a message is
 //!   dead-lettered for what the handler did, never because the database was down.
+//! - **Middleware.** Consume layers ([`HandlerBuilder::layer`],
+//!   [`KafkaOrmBuilder::consume_layer`](crate::KafkaOrmBuilder::consume_layer)) run around
+//!   each attempt (or batch), inside the `kafka_orm.handle` span and outside the
+//!   transaction; see [`crate::middleware`].
 
 mod apply;
 mod concurrency;

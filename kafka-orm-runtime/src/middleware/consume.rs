@@ -183,6 +183,17 @@ impl fmt::Debug for Message<'_> {
     }
 }
 
+/// A shared layer: register an `Arc` and keep a clone to read the layer's state.
+impl<L: ConsumeLayer> ConsumeLayer for Arc<L> {
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a ConsumeContext<'a>,
+        next: Next<'a>,
+    ) -> impl Future<Output = Consumed> + Send + 'a {
+        (**self).handle(ctx, next)
+    }
+}
+
 /// One handler invocation as a layer sees it: the consumer group and the message (or, in
 /// batch mode, the messages).
 #[derive(Debug)]

@@ -106,3 +106,6 @@ pub use consume::{
 };
 pub(crate) use produce::ProduceLayers;
 pub use produce::{ProduceContext, ProduceKind, ProduceLayer, ProduceNext};
+
+#[cfg(test)]
+mod tests;

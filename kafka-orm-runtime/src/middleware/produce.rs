@@ -68,6 +68,17 @@ pub trait ProduceLayer: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send + 'a;
 }
 
+/// A shared layer: register an `Arc` and keep a clone to read the layer's state.
+impl<L: ProduceLayer> ProduceLayer for Arc<L> {
+    fn produce<'a>(
+        &'a self,
+        ctx: &'a mut ProduceContext,
+        next: ProduceNext<'a>,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        (**self).produce(ctx, next)
+    }
+}
+
 /// One message on its way out, as a [`ProduceLayer`] sees it.
 pub struct ProduceContext {
     kind: ProduceKind,

@@ -13,6 +13,11 @@ impl<T: Topic> TopicHandle<T> {
     /// Writes `value` into the topic's outbox inside `txn`: it reaches Kafka after `txn`
     /// commits (delivered by [`KafkaOrm::outbox_relay`](crate::KafkaOrm::outbox_relay)) and never if it rolls back.
     /// Returns the message id the relayed message will carry.
+    ///
+    /// The context's produce layers ([`KafkaOrmBuilder::produce_layer`](crate::KafkaOrmBuilder::produce_layer))
+    /// run here, inside `txn`, for each row (also of [`publish_all`](Self::publish_all)):
+    /// the headers they add are stored in the row, and one that refuses a row fails the
+    /// call with [`Error::Rejected`](crate::Error::Rejected) before anything is written.
     pub async fn publish(&self, txn: &DatabaseTransaction, value: &T) -> Result<String>
     where
         T: OutboxTopic,
