@@ -155,6 +155,29 @@ impl Gate {
     }
 }
 
+/// Creates topic `name` with `partitions` and the topic configs `config` (say
+/// `[("max.message.bytes", "20000")]`) before kafka-orm would create it with defaults.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, config: &[(&str, &str)]) {
+    use kafka_orm::deps::rdkafka::ClientConfig;
+    use kafka_orm::deps::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use kafka_orm::deps::rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("an admin client");
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        topic = topic.set(k, v);
+    }
+    let created = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .expect("creating the topic");
+    for result in created {
+        result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
 /// Awaits `fut` for at most `secs` seconds, panicking with `what` on timeout, so a broken
 /// test fails instead of hanging the suite.
 pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F::Output {

@@ -367,8 +367,6 @@ async fn first_deliveries_in_key_order(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_batch_mates() {
-    use kafka_orm::deps::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use kafka_orm::deps::rdkafka::client::DefaultClientContext;
     let Some(bootstrap) = kafka_orm_tests::kafka_bootstrap() else {
         return;
     };
@@ -379,16 +377,7 @@ async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_ba
     // the whole batch holding the oversized row.
     let namespace = unique_namespace("fencing-oversize");
     let name = format!("{namespace}{}", InOnePartition::SPEC.name);
-    let admin: AdminClient<DefaultClientContext> = kafka_orm::deps::rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let topic =
-        NewTopic::new(&name, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "20000");
-    admin
-        .create_topics([&topic], &AdminOptions::new())
-        .await
-        .unwrap();
+    kafka_orm_tests::create_topic(&bootstrap, &name, 1, &[("max.message.bytes", "20000")]).await;
     let orm = KafkaOrm::builder()
         .bootstrap_servers(bootstrap)
         .namespace(namespace)

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kafka_orm::deps::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use kafka_orm::deps::rdkafka::client::DefaultClientContext;
 use kafka_orm::deps::sea_orm::{ConnectionTrait, TransactionTrait};
 use kafka_orm::{KafkaOrm, Topic, TopicConsumer};
 use kafka_orm_tests::{fresh_postgres, kafka_bootstrap, unique_namespace, within};
@@ -113,16 +111,7 @@ async fn pipelined_batches_keep_key_order_and_lose_nothing_around_failing_rows()
     // its default 1 MB.
     let namespace = unique_namespace("pipeline-failing");
     let name = format!("{namespace}{}", Placed::SPEC.name);
-    let admin: AdminClient<DefaultClientContext> = kafka_orm::deps::rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let topic =
-        NewTopic::new(&name, 3, TopicReplication::Fixed(1)).set("max.message.bytes", "20000");
-    admin
-        .create_topics([&topic], &AdminOptions::new())
-        .await
-        .unwrap();
+    kafka_orm_tests::create_topic(&bootstrap, &name, 3, &[("max.message.bytes", "20000")]).await;
     let orm = KafkaOrm::builder()
         .bootstrap_servers(bootstrap)
         .namespace(namespace)

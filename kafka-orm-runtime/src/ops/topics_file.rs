@@ -291,6 +291,7 @@ mod tests {
     fn entry() -> TopicEntry {
         TopicEntry {
             type_name: "app::Order".into(),
+            message_types: vec!["Order".into()],
             name: "orders".into(),
             kafka_topic: "p.orders".into(),
             key_fields: vec!["tenant".into(), "id".into()],
