@@ -31,6 +31,8 @@ pub mod security;
 pub mod service;
 pub(crate) mod tables;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topic;
 pub mod transactional;
 pub(crate) mod util;

@@ -52,6 +52,12 @@ pub mod operations {
     #![doc = include_str!("../docs/operations.md")]
 }
 
+#[cfg(feature = "testing")]
+pub mod testing {
+    #![doc = include_str!("../docs/testing.md")]
+    pub use kafka_orm_runtime::testing::*;
+}
+
 /// Re-exports of the crates kafka-orm is built on, so users need not pin matching versions.
 pub mod deps {
     #[cfg(feature = "opentelemetry")]

@@ -26,7 +26,7 @@ use crate::topic::{Topic, TopicSpec};
 mod admin;
 mod builder;
 pub(crate) mod direction;
-mod embedded;
+pub(crate) mod embedded;
 mod handle;
 
 pub use builder::KafkaOrmBuilder;
@@ -137,6 +137,12 @@ impl KafkaOrm {
     /// How often lag and outbox backlog gauges are sampled.
     pub(crate) fn metrics_interval(&self) -> Duration {
         self.inner.metrics_interval
+    }
+
+    /// The in-process broker of an [`embedded`](KafkaOrmBuilder::embedded) context.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn embedded_broker(&self) -> Option<&EmbeddedBroker> {
+        self.inner._embedded.as_ref()
     }
 
     /// The shared producer (health checks ask the broker through it).

@@ -42,7 +42,7 @@ mod ledger;
 mod letter;
 mod markers;
 mod replay;
-mod scan;
+pub(crate) mod scan;
 
 use std::marker::PhantomData;
 use std::time::Duration;
