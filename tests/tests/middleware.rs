@@ -570,3 +570,102 @@ async fn a_batch_handler_runs_its_layers_around_each_batch() {
     );
     handler.shutdown().await.unwrap();
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Packed {
+    pub parcel: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shipped {
+    pub parcel: i64,
+}
+
+/// A topic enum with an inbox: typed routes in a transaction.
+#[derive(Debug, Clone, Topic)]
+#[topic(
+    name = "mw.parcels",
+    key = "parcel",
+    partitions = 1,
+    inbox(dedup = "parcel"),
+    group = "mw-parcels"
+)]
+pub enum Parcel {
+    Packed(Packed),
+    Shipped(Shipped),
+}
+
+/// Logs each invocation's message type and outcome.
+struct Outcomes(Log);
+
+impl ConsumeLayer for Outcomes {
+    async fn handle(&self, ctx: &ConsumeContext<'_>, next: Next<'_>) -> Consumed {
+        let consumed = next.run().await;
+        let msg = ctx.message();
+        let parcel = match msg.value::<Parcel>() {
+            Some(Parcel::Packed(p)) => p.parcel,
+            Some(Parcel::Shipped(s)) => s.parcel,
+            None => -1,
+        };
+        log(
+            &self.0,
+            format!("{} {parcel}: {consumed:?}", msg.message_type()),
+        );
+        consumed
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_around_typed_routes_in_a_transaction_sees_member_types_and_duplicates() {
+    let Some(builder) = real_kafka("mw_routes") else {
+        return;
+    };
+    let Some(db) = fresh_postgres("mw_routes").await else {
+        return;
+    };
+    let (outcomes, routed) = (Log::default(), Log::default());
+    let orm = builder
+        .database(db)
+        .consume_layer(Outcomes(outcomes.clone()))
+        .build()
+        .await
+        .unwrap();
+    let parcels = orm.topic::<Parcel>();
+    for p in [
+        Parcel::Packed(Packed { parcel: 1 }),
+        Parcel::Shipped(Shipped { parcel: 2 }),
+        Parcel::Packed(Packed { parcel: 1 }), // the inbox has it: a duplicate
+    ] {
+        parcels.produce(&p).await.unwrap();
+    }
+    let (on_packed, on_shipped) = (routed.clone(), routed.clone());
+    let handler = parcels
+        .handler_with(
+            kafka_orm::Routes::new()
+                .on::<Packed>(async move |_txn, p| {
+                    log(&on_packed, format!("packed {}", p.parcel));
+                    Ok(())
+                })
+                .on::<Shipped>(async move |_txn, s| {
+                    log(&on_shipped, format!("shipped {}", s.parcel));
+                    Ok(())
+                }),
+        )
+        .spawn()
+        .await
+        .unwrap();
+    wait_for("three parcels through the layer", || {
+        outcomes.lock().unwrap().len() == 3
+    })
+    .await;
+    assert_eq!(
+        entries(&outcomes),
+        [
+            "Packed 1: Ok(Handled)",
+            "Shipped 2: Ok(Handled)",
+            "Packed 1: Ok(Duplicate)"
+        ]
+    );
+    assert_eq!(entries(&routed), ["packed 1", "shipped 2"]);
+    handler.shutdown().await.unwrap();
+}
