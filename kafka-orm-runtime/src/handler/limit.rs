@@ -220,6 +220,59 @@ mod tests {
         assert_eq!((free(&limit), limit.size()), (1, 1), "never below 1");
     }
 
+    fn sample(lags: &[(&str, i64)]) -> Option<Vec<PartitionLag>> {
+        let lags = lags
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, lag))| PartitionLag {
+                topic: topic.to_string(),
+                partition: i as i32,
+                lag: *lag,
+            });
+        Some(lags.collect())
+    }
+
+    /// Waits until the limit has `size`.
+    async fn sized(limit: &Limit, size: usize) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while limit.size() != size {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the limit never reached {size}: {}", limit.size()));
+    }
+
+    #[tokio::test]
+    async fn the_task_resizes_the_limit_from_the_topics_lag_until_the_handler_stops() {
+        let limit = Arc::new(Limit::new(1));
+        let (samples, receiver) = watch::channel(None);
+        let (stop, stopping) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(balance_by_lag(ByLag {
+            policy: Concurrency::by_lag(1..=8, 100).cooldown(Duration::ZERO),
+            limit: Arc::clone(&limit),
+            samples: receiver,
+            topic: "t".into(),
+            group: "g".into(),
+            counters: Arc::clone(&counters),
+            gauge: metrics::Gauge::noop(),
+            stopping,
+        }));
+        // 300 + 200 on the topic's partitions; the retry tier's backlog does not count.
+        samples.send_replace(sample(&[("t", 300), ("t", 200), ("t.retry-1", 10_000)]));
+        sized(&limit, 5).await;
+        assert_eq!(counters.concurrency.load(Ordering::Relaxed), 5);
+        samples.send_replace(sample(&[("t", 0), ("t", 0)]));
+        sized(&limit, 1).await;
+        assert_eq!(counters.concurrency.load(Ordering::Relaxed), 1);
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends with the handler")
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn resizing_under_load_keeps_calls_at_once_within_the_size() {
         let limit = Arc::new(Limit::new(2));
