@@ -18,7 +18,7 @@ impl<T: Topic> Delivery<T> {
     /// # use kafka_orm_runtime as kafka_orm;
     /// # use kafka_orm::{Delivery, Topic};
     /// # async fn handle<T>(_txn: &sea_orm::DatabaseTransaction, _msg: &Delivery<T>) -> Result<(), kafka_orm::handler::HandlerError> { Ok(()) }
-    /// # async fn check<T: Topic>(value: T) -> Result<(), Box<dyn std::error::Error>> {
+    /// # async fn check<T: Topic>(value: T) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     /// use sea_orm::{Database, TransactionTrait};
     ///
     /// let db = Database::connect("sqlite::memory:").await?;
