@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_orm::handler::Concurrency;
-use kafka_orm::{Delivery, HandlerStats, KafkaOrm, RunningHandler, Topic};
+use kafka_orm::{Delivery, HandlerStats, KafkaOrm, Reason, RunningHandler, Topic};
 use kafka_orm_tests::{real_kafka, within};
 use serde::{Deserialize, Serialize};
 
@@ -202,6 +202,15 @@ async fn a_backlog_grows_the_workers_to_the_maximum_and_idling_shrinks_them_to_t
     orm.topic::<Job>().produce_all(&backlog).await.unwrap();
 
     watcher.until("the workers growing to 8", |n| n == 8).await;
+    // The sample that grew them wanted more than 8 (the lag was near 800): degraded.
+    let health = running.health().await;
+    assert!(
+        health.reasons.iter().any(|r| matches!(
+            r,
+            Reason::WorkersAtMaximum { workers: 8, lag, .. } if *lag > 160
+        )),
+        "at the maximum with more lag than 8 workers serve: {health:?}"
+    );
     wait_stats(&running, "the backlog handled", |s| s.handled == 800).await;
     let most = seen.most.load(SeqCst);
     assert!(
@@ -223,6 +232,8 @@ async fn a_backlog_grows_the_workers_to_the_maximum_and_idling_shrinks_them_to_t
         "one call at a time after the shrink"
     );
 
+    let health = running.health().await;
+    assert!(health.is_ready() && health.reasons.is_empty(), "{health:?}");
     let counts = watcher.stop().await;
     eprintln!("workers seen: {counts:?}, most calls at once {most}");
     assert_eq!(counts.first(), Some(&1), "{counts:?}");

@@ -108,6 +108,11 @@ impl Concurrency {
             .unwrap_or(usize::MAX)
             .clamp(self.min, self.max)
     }
+
+    /// Whether `lag` wants more workers than the maximum (never for a fixed count).
+    pub(crate) fn beyond_max(&self, lag: u64) -> bool {
+        !self.is_fixed() && lag.div_ceil(self.lag_per_worker) > self.max as u64
+    }
 }
 
 impl From<usize> for Concurrency {
@@ -193,6 +198,8 @@ mod tests {
             .map(|lag| p.workers_for(*lag))
             .collect();
         assert_eq!(wanted, [2, 2, 2, 3, 3, 8, 8, 8, 8]);
+        assert!(!p.beyond_max(800) && p.beyond_max(801));
+        assert!(!Concurrency::fixed(1).beyond_max(u64::MAX));
     }
 
     #[test]

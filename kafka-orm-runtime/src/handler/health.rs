@@ -2,6 +2,7 @@
 //! stopped it), and its sampled committed-offset lag against its threshold; and
 //! [`Host::health`], every handler of a host together.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
@@ -28,6 +29,9 @@ pub(crate) struct HandlerWatch {
     pub lag_threshold: Option<i64>,
     /// Reads the committed-offset lag now (blocking).
     pub committed_lag: LagFn,
+    /// The maximum of lag-balanced workers, and the last sample's lag while it wanted
+    /// more than that (0 otherwise; see [`super::limit`]).
+    pub workers: (usize, Arc<AtomicU64>),
 }
 
 impl HandlerWatch {
@@ -42,7 +46,9 @@ impl HandlerWatch {
 impl RunningHandler {
     /// Ready when the broker and (for a handler in a transaction) the database answer and
     /// the handler runs; down once it stopped (with the error, if one stopped it); degraded
-    /// while a partition's sampled committed-offset lag is above [`lag_threshold`](crate::handler::HandlerBuilder::lag_threshold).
+    /// while a partition's sampled committed-offset lag is above [`lag_threshold`](crate::handler::HandlerBuilder::lag_threshold),
+    /// or while workers that follow the lag run at their maximum and the lag wants more
+    /// ([`Reason::WorkersAtMaximum`]).
     /// Takes at most [`PROBE_TIMEOUT`](crate::health::PROBE_TIMEOUT).
     pub async fn health(&self) -> Health {
         let watch = &self.watch;
@@ -68,6 +74,14 @@ impl RunningHandler {
                     threshold,
                 }
             }));
+        }
+        let beyond = watch.workers.1.load(Ordering::Relaxed);
+        if beyond > 0 && !self.is_finished() {
+            reasons.push(Reason::WorkersAtMaximum {
+                topic: watch.topic.clone(),
+                workers: watch.workers.0,
+                lag: beyond,
+            });
         }
         Health::from_reasons(reasons)
     }

@@ -6,7 +6,7 @@
 //! as running calls return them, so no call is interrupted and the number of calls at
 //! once is never above the limit for longer than the calls already running take.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -110,6 +110,8 @@ pub(crate) struct ByLag {
     pub group: String,
     pub counters: Arc<Counters>,
     pub gauge: metrics::Gauge,
+    /// The last sample's lag while it wanted more than the maximum; 0 otherwise (health).
+    pub beyond_max: Arc<AtomicU64>,
     /// Becomes true when the handler stops.
     pub stopping: watch::Receiver<bool>,
 }
@@ -131,6 +133,8 @@ pub(crate) async fn balance_by_lag(mut task: ByLag) {
                 .sum(),
             None => continue,
         };
+        let beyond = if task.policy.beyond_max(lag) { lag } else { 0 };
+        task.beyond_max.store(beyond, Ordering::Relaxed);
         let Some(workers) = balancer.observe(lag, Instant::now()) else {
             continue;
         };
@@ -249,6 +253,7 @@ mod tests {
         let (samples, receiver) = watch::channel(None);
         let (stop, stopping) = watch::channel(false);
         let counters = Arc::new(Counters::default());
+        let beyond_max = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(balance_by_lag(ByLag {
             policy: Concurrency::by_lag(1..=8, 100).cooldown(Duration::ZERO),
             limit: Arc::clone(&limit),
@@ -257,15 +262,25 @@ mod tests {
             group: "g".into(),
             counters: Arc::clone(&counters),
             gauge: metrics::Gauge::noop(),
+            beyond_max: Arc::clone(&beyond_max),
             stopping,
         }));
         // 300 + 200 on the topic's partitions; the retry tier's backlog does not count.
         samples.send_replace(sample(&[("t", 300), ("t", 200), ("t.retry-1", 10_000)]));
         sized(&limit, 5).await;
         assert_eq!(counters.concurrency.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            beyond_max.load(Ordering::Relaxed),
+            0,
+            "5 of 8: not at the maximum"
+        );
+        samples.send_replace(sample(&[("t", 900)]));
+        sized(&limit, 8).await;
+        assert_eq!(beyond_max.load(Ordering::Relaxed), 900, "900 wants 9 of 8");
         samples.send_replace(sample(&[("t", 0), ("t", 0)]));
         sized(&limit, 1).await;
         assert_eq!(counters.concurrency.load(Ordering::Relaxed), 1);
+        assert_eq!(beyond_max.load(Ordering::Relaxed), 0);
         stop.send_replace(true);
         tokio::time::timeout(Duration::from_secs(5), task)
             .await

@@ -144,6 +144,7 @@ fn workers(
         group: group.to_string(),
         counters: Arc::clone(&shared.counters),
         gauge: shared.metrics.concurrency.clone(),
+        beyond_max: Arc::clone(&watch.workers.1),
         stopping: stopping.clone(),
     }));
     let mut tasks = shared.lane_tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -172,6 +173,7 @@ fn health_watch(
         ),
         lag_threshold: config.lag_threshold,
         committed_lag: committed_lag_reader(Arc::clone(client)),
+        workers: (config.concurrency.max(), Arc::default()),
     })
 }
 

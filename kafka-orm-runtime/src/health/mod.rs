@@ -12,7 +12,7 @@
 //! | state | live | ready | reasons |
 //! | --- | --- | --- | --- |
 //! | [`Ready`](HealthState::Ready) | yes | yes | none |
-//! | [`Degraded`](HealthState::Degraded) | yes | yes | [`LagAboveThreshold`](Reason::LagAboveThreshold), [`OutboxBehind`](Reason::OutboxBehind), [`NotListening`](Reason::NotListening) |
+//! | [`Degraded`](HealthState::Degraded) | yes | yes | [`LagAboveThreshold`](Reason::LagAboveThreshold), [`WorkersAtMaximum`](Reason::WorkersAtMaximum), [`OutboxBehind`](Reason::OutboxBehind), [`NotListening`](Reason::NotListening) |
 //! | [`Live`](HealthState::Live) | yes | no | [`BrokerUnreachable`](Reason::BrokerUnreachable), [`DatabaseUnreachable`](Reason::DatabaseUnreachable), [`NoBuckets`](Reason::NoBuckets), [`LeaseNotRenewed`](Reason::LeaseNotRenewed) |
 //! | [`Down`](HealthState::Down) | no | no | [`RelayStopped`](Reason::RelayStopped), [`HandlerStopped`](Reason::HandlerStopped), [`HandlerFailed`](Reason::HandlerFailed) |
 //!
@@ -122,6 +122,17 @@ pub enum Reason {
         /// The threshold.
         threshold: i64,
     },
+    /// A handler whose workers follow the lag
+    /// ([`Concurrency::by_lag`](crate::handler::Concurrency::by_lag)) runs at its maximum,
+    /// and the last lag sample wanted more workers than that.
+    WorkersAtMaximum {
+        /// The handler's topic.
+        topic: String,
+        /// The maximum it runs at.
+        workers: usize,
+        /// The lag of that sample (its assigned partitions of the topic, summed).
+        lag: u64,
+    },
 }
 
 impl Reason {
@@ -129,6 +140,7 @@ impl Reason {
     pub fn state(&self) -> HealthState {
         match self {
             Reason::LagAboveThreshold { .. }
+            | Reason::WorkersAtMaximum { .. }
             | Reason::OutboxBehind { .. }
             | Reason::NotListening => HealthState::Degraded,
             Reason::BrokerUnreachable { .. }
@@ -173,6 +185,14 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "lag of `{topic}` [{partition}] is {lag} (threshold {threshold})"
+            ),
+            Reason::WorkersAtMaximum {
+                topic,
+                workers,
+                lag,
+            } => write!(
+                f,
+                "handler of `{topic}` runs at its maximum of {workers} workers with a lag of {lag}"
             ),
         }
     }
