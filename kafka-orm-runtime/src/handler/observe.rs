@@ -18,18 +18,17 @@ use crate::middleware::{
     ConsumeContext, ConsumeLayer, Consumed, DatabaseUnavailable, Next, Outcome,
 };
 
-/// The built-in layer of one invocation.
+/// The built-in layer of one invocation (run in its span: see [`run`]).
 struct Observe<'l> {
     shared: &'l Shared,
     /// Whether the handler runs in a transaction (counted in `transactions`).
     database: bool,
-    span: Span,
 }
 
 impl ConsumeLayer for Observe<'_> {
     async fn handle(&self, ctx: &ConsumeContext<'_>, next: Next<'_>) -> Consumed {
         let started = Instant::now();
-        let consumed = next.run().instrument(self.span.clone()).await;
+        let consumed = next.run().await;
         self.record(ctx, &consumed, started);
         consumed
     }
@@ -82,19 +81,13 @@ pub(super) async fn run<'a>(
     ctx: &'a ConsumeContext<'a>,
     attempt: Pin<&'a mut (dyn Future<Output = Consumed> + Send + 'a)>,
 ) -> Result<Outcome, Attempt> {
-    let observe = Observe {
-        shared,
-        database,
-        span,
-    };
+    let observe = Observe { shared, database };
     let next = Next::new(shared.config.layers.as_slice(), ctx, attempt);
-    observe
-        .handle(ctx, next)
-        .await
-        .map_err(|e| match e.downcast::<DatabaseUnavailable>() {
-            Ok(db) => Attempt::Infra(db.0),
-            Err(e) => Attempt::Handler(e),
-        })
+    let observed = observe.handle(ctx, next).instrument(span).await;
+    observed.map_err(|e| match e.downcast::<DatabaseUnavailable>() {
+        Ok(db) => Attempt::Infra(db.0),
+        Err(e) => Attempt::Handler(e),
+    })
 }
 
 /// One attempt at one message, as the layers see it.
