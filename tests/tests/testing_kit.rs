@@ -684,3 +684,66 @@ async fn a_handler_without_a_database_handles_again_after_a_crash() {
         (consumed[1].partition, consumed[1].offset)
     );
 }
+
+/// A handler that stops (its message failed every attempt, no `dlq`) ends `wait_idle` at
+/// once, with the handler's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_reports_a_stopped_handler_at_once() {
+    let failing = |orm: &KafkaOrm| {
+        orm.topic::<PageViewed>()
+            .handler_without_database(async |_view| Err("the stats service is down".into()))
+            .attempts(1)
+    };
+    let harness = TestHarness::builder()
+        .handler(failing)
+        .spawn()
+        .await
+        .unwrap();
+    let views = harness.orm().topic::<PageViewed>();
+    views
+        .produce(&PageViewed { page: "/".into() })
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let not_idle = harness.wait_idle().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20), "{not_idle}");
+    let stopped = not_idle.busy.iter().find_map(|b| match b {
+        Busy::Stopped { error, .. } => Some(error.clone()),
+        _ => None,
+    });
+    let error = stopped.unwrap_or_else(|| panic!("no stopped handler in {not_idle}"));
+    assert!(error.contains("the stats service is down"), "{error}");
+}
+
+/// Context settings of the service apply; the broker, namespace and database stay the
+/// harness's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_keeps_its_broker_whatever_the_context_says() {
+    let harness = TestHarness::builder()
+        .context(|b| b.bootstrap_servers("127.0.0.1:1").produces::<PageViewed>())
+        .spawn()
+        .await
+        .unwrap();
+    let views = harness.orm().topic::<PageViewed>();
+    views
+        .produce(&PageViewed { page: "/".into() })
+        .await
+        .unwrap();
+    let err = harness
+        .orm()
+        .topic::<OrderPlaced>()
+        .produce(&order(1, "ada", 1))
+        .await;
+    assert!(
+        matches!(err, Err(Error::NotProduced { .. })),
+        "the declared directions apply"
+    );
+    assert_eq!(
+        harness
+            .published_values::<PageViewed>()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -78,8 +78,8 @@ impl TestHarnessBuilder {
     }
 
     /// More context settings, as the service's `main` makes them (`.group(..)`,
-    /// `.produces::<T>()`, `.consumer_set(..)`). The broker, namespace and database are
-    /// the harness's.
+    /// `.produces::<T>()`, `.consume_layer(..)`, `.consumer_set(..)`). The broker, the
+    /// namespace and the database stay the harness's, whatever they set.
     pub fn context(
         mut self,
         configure: impl FnOnce(KafkaOrmBuilder) -> KafkaOrmBuilder + Send + 'static,
@@ -127,17 +127,17 @@ impl TestHarnessBuilder {
             Some(db) => (db, None),
             None => temporary_sqlite(&namespace).await?,
         };
+        // A crashed handler's partitions pass to its restart within the session timeout:
+        // 6 s, the shortest the broker accepts (10 s by default).
         let mut builder = KafkaOrm::builder()
-            .embedded()
-            .database(db)
-            // A crashed handler's partitions pass to its restart within the session
-            // timeout: 6 s, the shortest the broker accepts (10 s by default).
             .consumer_set("session.timeout.ms", "6000")
             .consumer_set("heartbeat.interval.ms", "500");
         for configure in self.context {
             builder = configure(builder);
         }
-        let orm = builder.namespace(namespace.as_str()).build().await?;
+        // The harness's own, whatever the settings above said.
+        let builder = builder.embedded().database(db).namespace(namespace.as_str());
+        let orm = builder.build().await?;
         let (observer, crashed) = Observer::new();
         let relay = start_relay(&orm, self.relay).await?;
         let slots = supervise::start_all(&orm, &observer, self.handlers).await?;
