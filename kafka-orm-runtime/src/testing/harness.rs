@@ -136,7 +136,10 @@ impl TestHarnessBuilder {
             builder = configure(builder);
         }
         // The harness's own, whatever the settings above said.
-        let builder = builder.embedded().database(db).namespace(namespace.as_str());
+        let builder = builder
+            .embedded()
+            .database(db)
+            .namespace(namespace.as_str());
         let orm = builder.build().await?;
         let (observer, crashed) = Observer::new();
         let relay = start_relay(&orm, self.relay).await?;
