@@ -1,4 +1,4 @@
-//! What the consume chain costs: a counting allocator (per thread, so other tests running
+//! The chains without a broker. What the consume chain costs: a counting allocator (per thread, so other tests running
 //! at the same time do not count) shows that a chain without registered layers allocates
 //! nothing per message, and each registered layer one box.
 
@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::consume::{ConsumeLayers, DynConsumeLayer};
 use super::{ConsumeContext, ConsumeLayer, Consumed, Next, Outcome};
+use super::{ProduceContext, ProduceLayer, ProduceLayers, ProduceNext};
 use crate::codec::Json;
 use crate::consumer::Delivery;
+use crate::error::{Error, Result};
 use crate::key::{DedupValue, KeyBytes};
-use crate::producer::Headers;
+use crate::producer::{Headers, Outgoing, TYPE_HEADER};
 use crate::topic::{Topic, TopicSpec};
 
 thread_local! {
@@ -115,4 +117,57 @@ fn no_registered_layer_allocates_nothing_and_each_layer_one_box() {
     let (allocs, consumed) = one_invocation(two.as_slice(), &d);
     assert_eq!(allocs, 2, "one boxed future per registered layer");
     assert!(matches!(consumed, Ok(Outcome::Handled)));
+}
+
+/// Adds a header, tampers with kafka-orm's own, and (when `skip`) returns without `next`.
+struct Tamper {
+    skip: bool,
+}
+
+impl ProduceLayer for Tamper {
+    async fn produce(&self, ctx: &mut ProduceContext, next: ProduceNext<'_>) -> Result<()> {
+        ctx.headers_mut().insert("x-tenant", "acme");
+        ctx.headers_mut().insert(TYPE_HEADER, "Forged");
+        if self.skip {
+            return Ok(());
+        }
+        next.run(ctx).await
+    }
+}
+
+fn outgoing() -> Outgoing {
+    crate::producer::encode(&Tick, Headers::new()).expect("encoding a unit struct")
+}
+
+#[test]
+fn a_publish_layer_adds_headers_and_cannot_forge_the_type_or_skip_silently() {
+    let mut layers = ProduceLayers::default();
+    layers.push(Tamper { skip: false });
+    let msg = ready(layers.publish("ticks".into(), "Tick", outgoing())).unwrap();
+    assert_eq!(msg.headers.get_str("x-tenant"), Some("acme"));
+    assert_eq!(msg.headers.get_str(TYPE_HEADER), Some("Tick"), "restamped");
+    assert_eq!(
+        msg.headers
+            .iter()
+            .filter(|(n, _)| *n == TYPE_HEADER)
+            .count(),
+        1
+    );
+
+    let mut skipping = ProduceLayers::default();
+    skipping.push(Tamper { skip: true });
+    match ready(skipping.publish("ticks".into(), "Tick", outgoing())) {
+        Err(Error::Rejected {
+            topic,
+            message_type,
+            reason,
+        }) => {
+            assert_eq!((topic.as_str(), message_type), ("ticks", "Tick"));
+            assert!(
+                reason.to_string().contains("without calling `next.run`"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Error::Rejected, got {other:?}"),
+    }
 }
