@@ -60,3 +60,32 @@ impl<T: crate::Topic> Codec<T> for Variants {
         T::decode_payload(None, bytes).map_err(Into::into)
     }
 }
+
+/// Why a payload did not decode into a topic's type ([`Topic::decode_payload`](crate::Topic::decode_payload)).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The type header names a message type the topic's type does not carry (or is missing
+    /// on a topic of several types).
+    UnknownType,
+    /// The codec could not decode the payload.
+    Codec(CodecError),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::UnknownType => f.write_str("a message type this topic does not carry"),
+            DecodeError::Codec(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DecodeError::UnknownType => None,
+            DecodeError::Codec(e) => Some(e.as_ref()),
+        }
+    }
+}

@@ -20,8 +20,9 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
+use crate::codec::DecodeError;
 use crate::error::{Error, Result};
-use crate::message_type::{self, DecodeError};
+use crate::message_type;
 use crate::offthread::{ConsumerGuard, consumer_guard};
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
 use crate::telemetry::lag::PartitionLag;

@@ -356,3 +356,6 @@ fn as_user(username: &Option<String>) -> String {
         .map(|u| format!(" as `{u}`"))
         .unwrap_or_default()
 }
+
+/// What a handler returns on failure: any error (`?` works on SeaORM's and your own).
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;

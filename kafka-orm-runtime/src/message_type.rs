@@ -47,34 +47,7 @@ use crate::topic::Topic;
 
 pub use crate::headers::TYPE_HEADER;
 
-/// Why a payload did not decode into a topic's type ([`Topic::decode_payload`]).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The type header names a message type the topic's type does not carry (or is missing
-    /// on a topic of several types).
-    UnknownType,
-    /// The codec could not decode the payload.
-    Codec(CodecError),
-}
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DecodeError::UnknownType => f.write_str("a message type this topic does not carry"),
-            DecodeError::Codec(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for DecodeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            DecodeError::UnknownType => None,
-            DecodeError::Codec(e) => Some(e.as_ref()),
-        }
-    }
-}
+pub use crate::codec::DecodeError;
 
 /// A message type of the topic enum `E`: the struct a variant of `#[derive(Topic)] enum E`
 /// holds. Implemented by the derive for each variant's type; it is what
@@ -128,15 +101,6 @@ pub(crate) fn of(headers: &crate::headers::Headers) -> Option<std::borrow::Cow<'
         Ok(text) => std::borrow::Cow::Borrowed(named_by(text)),
         Err(_) => std::borrow::Cow::Owned(String::from_utf8_lossy(raw).into_owned()),
     })
-}
-
-/// The message type a single-type topic's values carry: its one stable name, or, for a
-/// hand-written spec without any, the Rust path (as before the stable names).
-pub(crate) const fn default_of(spec: &crate::topic::TopicSpec) -> &'static str {
-    match spec.message_types {
-        [first, ..] => first,
-        [] => spec.type_name,
-    }
 }
 
 /// Used by `#[derive(Topic)]` on an enum: the column type of a key field of a variant's

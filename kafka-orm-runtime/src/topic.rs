@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
+use crate::codec::DecodeError;
 use crate::codec::{Codec, CodecError};
 use crate::key::{ColumnKind, DedupValue, KeyBytes};
-use crate::message_type::{self, DecodeError};
 
 /// A Rust type mapped to one Kafka topic.
 ///
@@ -51,7 +51,7 @@ pub trait Topic: Sized + Send + Sync + 'static {
     /// for a struct its one name ([`TopicSpec::message_types`]), for an enum its
     /// variant's.
     fn message_type(&self) -> &'static str {
-        message_type::default_of(Self::SPEC)
+        Self::SPEC.default_message_type()
     }
 
     /// Encodes the payload: with [`Topic::Codec`] for a struct, with the variant's codec
@@ -204,6 +204,15 @@ pub struct DlqSpec {
 }
 
 impl TopicSpec {
+    /// The message type a single-type topic's values carry: its one stable name, or, for a
+    /// hand-written spec without any, the Rust path (as before the stable names).
+    pub(crate) const fn default_message_type(&self) -> &'static str {
+        match self.message_types {
+            [first, ..] => first,
+            [] => self.type_name,
+        }
+    }
+
     /// A spec with only the required parts set; the derive adds the rest with the
     /// `const` builder methods below, which keeps the expansion short.
     pub const fn new(type_name: &'static str, name: &'static str) -> Self {

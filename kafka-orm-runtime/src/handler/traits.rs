@@ -10,8 +10,7 @@ use sea_orm::DatabaseTransaction;
 
 use crate::consumer::Delivery;
 
-/// What a handler returns on failure: any error (`?` works on SeaORM's and your own).
-pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::HandlerError;
 
 /// A boxed handler future borrowing the transaction and the delivery (the
 /// [`handler_boxed`](crate::TopicHandle::handler_boxed) form).

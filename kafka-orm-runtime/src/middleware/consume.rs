@@ -9,8 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::consumer::Delivery;
-use crate::error::Error;
-use crate::handler::HandlerError;
+use crate::error::{Error, HandlerError};
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
 use crate::topic::Topic;
 

@@ -209,7 +209,7 @@ impl Table {
         headers.insert(MESSAGE_ID_HEADER, row.message_id.as_str());
         if !headers.contains(TYPE_HEADER) {
             // A row published before rows kept their message type: the topic's one type.
-            headers.insert(TYPE_HEADER, crate::message_type::default_of(self.spec));
+            headers.insert(TYPE_HEADER, self.spec.default_message_type());
         }
         if self.leased {
             let epoch = view.owned.get(&row.bucket).copied().unwrap_or_default();

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use crate::codec::DecodeError;
 use crate::context::KafkaOrm;
 use crate::dlq::{DlqFilter, Payload, scan};
 use crate::error::Result;
-use crate::message_type::{self, DecodeError};
+use crate::message_type;
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
 use crate::topic::Topic;
 
