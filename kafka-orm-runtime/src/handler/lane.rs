@@ -217,19 +217,7 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
                 error,
                 place,
                 unknown_type,
-            } => {
-                if unknown_type && let Some(done) = self.unknown_type(&raw) {
-                    return done;
-                }
-                let failed = Failed {
-                    raw: &raw,
-                    attempts: 0,
-                    error,
-                    first_ms: now_ms(),
-                    place,
-                };
-                return self.give_up(failed, Reason::Undecodable).await;
-            }
+            } => return self.undecodable(&raw, error, place, unknown_type).await,
         };
         let tier = place.tp.0;
         if tier > 0 && !self.wait_until_due(&delivery, place).await {
@@ -285,6 +273,28 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
             tokio::time::sleep(self.backoff.delay_now(delivery.attempt)).await;
             delivery.attempt += 1;
         }
+    }
+
+    /// A message that did not decode (or of a type the topic does not carry): the
+    /// unknown-type policy, else the dead-letter topic at once.
+    async fn undecodable(
+        &self,
+        raw: &RawRecord,
+        error: String,
+        place: Place,
+        unknown_type: bool,
+    ) -> Done {
+        if unknown_type && let Some(done) = self.unknown_type(raw) {
+            return done;
+        }
+        let failed = Failed {
+            raw,
+            attempts: 0,
+            error,
+            first_ms: now_ms(),
+            place,
+        };
+        self.give_up(failed, Reason::Undecodable).await
     }
 
     /// Waits until a retry-tier message is due; false when abandoned meanwhile.
