@@ -7,7 +7,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 
 use super::{Handler, HandlerError, HandlerWithoutDatabase};
 use crate::consumer::Delivery;
@@ -119,6 +119,23 @@ mod sealed {
     impl<H> Sealed for super::WithoutDatabase<H> {}
 }
 
+/// The handler's transaction on `db` (`what` names it in the error); without a database,
+/// [`Error::NoDatabase`].
+async fn begin<T: Consumable>(
+    db: Option<&DatabaseConnection>,
+    what: &'static str,
+) -> Result<DatabaseTransaction, Attempt> {
+    let db = db.ok_or_else(|| {
+        Attempt::Infra(Error::NoDatabase {
+            operation: "handler",
+            topic: T::SPEC.name,
+        })
+    })?;
+    db.begin()
+        .await
+        .map_err(|e| Attempt::Infra(Error::db(what, e)))
+}
+
 impl<T: Consumable, H: Handler<T>> Apply<T> for InTransaction<H> {
     const DATABASE: bool = true;
 
@@ -128,16 +145,7 @@ impl<T: Consumable, H: Handler<T>> Apply<T> for InTransaction<H> {
         group: &str,
         msg: &Delivery<T>,
     ) -> Result<Applied, Attempt> {
-        let db = db.ok_or_else(|| {
-            Attempt::Infra(Error::NoDatabase {
-                operation: "handler",
-                topic: T::SPEC.name,
-            })
-        })?;
-        let txn = db
-            .begin()
-            .await
-            .map_err(|e| Attempt::Infra(Error::db("beginning the handler transaction", e)))?;
+        let txn = begin::<T>(db, "beginning the handler transaction").await?;
         if !inbox::record(&txn, group, msg)
             .await
             .map_err(Attempt::Infra)?
@@ -160,16 +168,7 @@ impl<T: Consumable, H: Handler<T>> Apply<T> for InTransaction<H> {
         group: &str,
         msgs: &[&Delivery<T>],
     ) -> Result<BatchApplied, Attempt> {
-        let db = db.ok_or_else(|| {
-            Attempt::Infra(Error::NoDatabase {
-                operation: "handler",
-                topic: T::SPEC.name,
-            })
-        })?;
-        let txn = db
-            .begin()
-            .await
-            .map_err(|e| Attempt::Infra(Error::db("beginning the batch transaction", e)))?;
+        let txn = begin::<T>(db, "beginning the batch transaction").await?;
         // One statement records the whole batch in the inbox; only new messages are handled.
         let fresh = match inbox::record_batch(&txn, group, msgs).await {
             Ok(fresh) => fresh,
