@@ -65,6 +65,7 @@
 //!   transaction; see [`crate::middleware`].
 
 mod apply;
+mod client;
 mod concurrency;
 mod dlq;
 mod forms;

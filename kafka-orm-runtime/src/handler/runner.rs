@@ -18,22 +18,23 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, watch};
 
 use super::apply::Apply;
+use super::client::{committed_lag_reader, consumer_for, lag_reader};
 use super::dlq::RawRecord;
 use super::forward::Forwarder;
 use super::health::HandlerWatch;
 use super::lane::{self, Lane, Place, Work};
 use super::limit::{self, ByLag, Limit};
-use super::partitions::{RunnerContext, Shared, Tp};
-use super::poll::{self, Client, ClientGuard, Polled};
+use super::partitions::{Shared, Tp};
+use super::poll::{self, ClientGuard, Polled};
 use super::retry::{self, RETRY_TIERS};
-use super::{Config, Counters, PartitionLag, RunningHandler};
+use super::{Config, Counters, RunningHandler};
 use crate::backoff::Backoff;
 use crate::consumer;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
 use crate::inbox;
 use crate::producer::Headers;
-use crate::telemetry::lag::{self, LagFn, LagSampler};
+use crate::telemetry::lag::LagSampler;
 use crate::telemetry::metrics::HandlerMetrics;
 use crate::topic::Consumable;
 use crate::util::stable_hash;
@@ -217,76 +218,6 @@ async fn forwarder_for<T: Consumable>(orm: &KafkaOrm, id: &str) -> Result<Option
     let forwarder =
         Forwarder::start(orm.producer_config(), id.to_string(), orm.send_timeout()).await?;
     Ok(Some(Arc::new(forwarder)))
-}
-
-/// The handler's consumer, subscribed: stored offsets committed every second, and,
-/// with an instance name, static membership (a restart under the same name gets its
-/// partitions back without a rebalance).
-fn consumer_for(
-    orm: &KafkaOrm,
-    group: &str,
-    config: &Config,
-    shared: &Arc<Shared>,
-    topics: &[String],
-) -> Result<Client> {
-    // Stored offsets are committed by the dispatcher every second (not librdkafka's
-    // auto-commit, which would also commit when the consumer is dropped after an abort).
-    let mut defaults = vec![
-        ("enable.auto.commit", "false".to_string()),
-        ("enable.auto.offset.store", "false".to_string()),
-        (
-            "session.timeout.ms",
-            crate::defaults::SESSION_TIMEOUT.as_millis().to_string(),
-        ),
-        (
-            "heartbeat.interval.ms",
-            crate::defaults::HEARTBEAT_INTERVAL.as_millis().to_string(),
-        ),
-    ];
-    if let Some(id) = &config.instance_id {
-        defaults.push(("group.instance.id", id.clone()));
-    }
-    let defaults: Vec<(&str, &str)> = defaults.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let topic = &shared.topic;
-    let client: Client = orm
-        .consumer_config_with(group, &defaults)
-        .create_with_context(RunnerContext {
-            shared: Arc::clone(shared),
-        })
-        .map_err(|e| Error::kafka(format!("creating the handler consumer for `{topic}`"), e))?;
-    let subscribed: Vec<&str> = topics.iter().map(String::as_str).collect();
-    client
-        .subscribe(&subscribed)
-        .map_err(|e| Error::kafka(format!("subscribing to `{topic}`"), e))?;
-    Ok(client)
-}
-
-fn committed_lag_reader(client: Arc<ClientGuard>) -> LagFn {
-    Arc::new(move |timeout| lag::committed_lag(client.get().as_ref(), timeout))
-}
-
-fn lag_reader(client: Arc<ClientGuard>) -> LagFn {
-    Arc::new(move |timeout: Duration| -> Result<Vec<PartitionLag>> {
-        let c = client.get();
-        let positions = c
-            .position()
-            .map_err(|e| Error::kafka("reading consumer positions", e))?;
-        let mut out = Vec::new();
-        for e in positions.elements() {
-            let (_, high) = c
-                .fetch_watermarks(e.topic(), e.partition(), timeout)
-                .map_err(|err| {
-                    Error::kafka(format!("reading watermarks of `{}`", e.topic()), err)
-                })?;
-            let position = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(high);
-            out.push(PartitionLag {
-                topic: e.topic().to_string(),
-                partition: e.partition(),
-                lag: (high - position).max(0),
-            });
-        }
-        Ok(out)
-    })
 }
 
 fn raw_record(m: &OwnedMessage) -> RawRecord {
