@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use kafka_orm::deps::rdkafka::mocking::MockCluster;
-use kafka_orm::deps::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use kafka_orm::deps::sea_orm::{ConnectionTrait, DatabaseConnection};
 use kafka_orm::{Delivery, KafkaOrm, OutboxRelay, Topic};
 use kafka_orm_tests::{fresh_postgres, real_kafka, unique_namespace, within};
 use serde::{Deserialize, Serialize};
@@ -25,12 +25,7 @@ struct Ordered {
 }
 
 async fn publish(orm: &KafkaOrm, db: &DatabaseConnection, events: &[Ordered]) {
-    let txn = db.begin().await.unwrap();
-    orm.topic::<Ordered>()
-        .publish_all(&txn, events)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    kafka_orm_tests::publish_committed(orm, db, events).await;
 }
 
 fn events(n: i64, keys: i64) -> Vec<Ordered> {
@@ -394,12 +389,7 @@ async fn an_oversized_row_never_lets_later_rows_of_its_partition_overtake_its_ba
         .map(|i| event(&format!("c{}", i % 10), i, 10))
         .collect();
     rows.insert(150, event("poison", -1, 50_000));
-    let txn = db.begin().await.unwrap();
-    orm.topic::<InOnePartition>()
-        .publish_all(&txn, &rows)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    kafka_orm_tests::publish_committed(&orm, &db, &rows).await;
     let relay = orm
         .outbox_relay()
         .batch(500)
@@ -465,12 +455,7 @@ async fn a_rejected_broker_batch_never_lets_later_batches_of_its_partition_throu
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
     );
-    let txn = db.begin().await.unwrap();
-    orm.topic::<InOnePartition>()
-        .publish_all(&txn, &rows)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    kafka_orm_tests::publish_committed(&orm, &db, &rows).await;
     let mut consumer = orm
         .topic::<InOnePartition>()
         .group(unique_namespace("gapless-reader"))

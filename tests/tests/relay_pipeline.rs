@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kafka_orm::deps::sea_orm::{ConnectionTrait, TransactionTrait};
+use kafka_orm::deps::sea_orm::ConnectionTrait;
 use kafka_orm::{KafkaOrm, Topic, TopicConsumer};
 use kafka_orm_tests::{fresh_postgres, kafka_bootstrap, unique_namespace, within};
 use serde::{Deserialize, Serialize};
@@ -133,12 +133,7 @@ async fn pipelined_batches_keep_key_order_and_lose_nothing_around_failing_rows()
             rows.insert(at + 6 * i as usize, placed(key, seq + i, 10));
         }
     }
-    let txn = db.begin().await.unwrap();
-    orm.topic::<Placed>()
-        .publish_all(&txn, &rows)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    kafka_orm_tests::publish_committed(&orm, &db, &rows).await;
 
     // Small batches: many of them, each claimed while the one before awaits its acks.
     let relay = orm
