@@ -14,7 +14,7 @@ use syn::ext::IdentExt;
 use crate::attr::Attrs;
 use crate::check::{self, Role, Table, usable_table};
 use crate::expand::entity::Entity;
-use crate::expand::{respan, wrap_in_const};
+use crate::expand::{member_impls, respan, wrap_in_const};
 
 pub fn expand(input: &DeriveInput, attrs: &Attrs) -> TokenStream {
     // A generic type cannot implement `Topic` at all (it is `'static` and concrete), and
@@ -89,24 +89,12 @@ fn members(input: &DeriveInput, p: &TokenStream) -> TokenStream {
         }
         seen.push(text);
         let (ident, ty) = (&v.ident, &field.ty);
-        Some(quote! {
-            #[automatically_derived]
-            impl #p::Member<#topic> for #ty {
-                const TYPE_NAME: &'static str = "";
-                fn peel(_: &#topic) -> #p::Option<&Self> {
-                    ::core::unreachable!()
-                }
-                fn wrap(self) -> #topic {
-                    #topic::#ident(self)
-                }
+        let peel = quote! {
+            fn peel(_: &#topic) -> #p::Option<&Self> {
+                ::core::unreachable!()
             }
-            #[automatically_derived]
-            impl #p::From<#ty> for #topic {
-                fn from(value: #ty) -> Self {
-                    #topic::#ident(value)
-                }
-            }
-        })
+        };
+        Some(member_impls(p, topic, ident, ty, &quote!(""), &peel))
     });
     quote!(#(#impls)*)
 }

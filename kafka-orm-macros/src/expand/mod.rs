@@ -55,6 +55,34 @@ fn expand(model: &TopicModel) -> TokenStream {
 
 /// Keeps the impls and the registration out of the user's namespace (serde's
 /// `dummy.rs::wrap_in_const`).
+/// `impl Member<topic> for ty` (its `TYPE_NAME` and `peel`; `wrap` builds `topic::ident`)
+/// and `impl From<ty> for topic`: a topic enum's variant `ident` holding a `ty`.
+pub(crate) fn member_impls(
+    p: &TokenStream,
+    topic: &syn::Ident,
+    ident: &syn::Ident,
+    ty: &syn::Type,
+    type_name: &TokenStream,
+    peel: &TokenStream,
+) -> TokenStream {
+    quote! {
+        #[automatically_derived]
+        impl #p::Member<#topic> for #ty {
+            const TYPE_NAME: &'static str = #type_name;
+            #peel
+            fn wrap(self) -> #topic {
+                #topic::#ident(self)
+            }
+        }
+        #[automatically_derived]
+        impl #p::From<#ty> for #topic {
+            fn from(value: #ty) -> Self {
+                #topic::#ident(value)
+            }
+        }
+    }
+}
+
 pub(crate) fn wrap_in_const(code: TokenStream) -> TokenStream {
     quote! {
         #[doc(hidden)]

@@ -54,14 +54,18 @@ pub(super) fn codec(model: &TopicModel, p: &TokenStream) -> TokenStream {
 fn struct_methods(model: &TopicModel, p: &TokenStream) -> TokenStream {
     let key = accessors::key(model, p, &Receiver::Struct);
     let dedup = accessors::dedup(model, p, &Receiver::Struct);
-    let key_values = (model.outbox.is_some() && !model.key.is_empty()).then(|| {
-        let values = accessors::key_values(model, p, &Receiver::Struct);
-        quote! {
-            fn key_values(&self) -> #p::Vec<#p::sea_orm::Value> {
-                #values
-            }
-        }
-    });
+    let key_values = (model.outbox.is_some() && !model.key.is_empty())
+        .then(|| accessors::key_values(model, p, &Receiver::Struct));
+    key_methods(p, &key, &dedup, &values_method(p, key_values))
+}
+
+/// `key()` and `dedup_key()` with these bodies, then `key_values` (empty or the method).
+pub(super) fn key_methods(
+    p: &TokenStream,
+    key: &TokenStream,
+    dedup: &TokenStream,
+    key_values: &TokenStream,
+) -> TokenStream {
     quote! {
         fn key(&self) -> #p::Option<#p::KeyBytes> {
             #key
@@ -71,6 +75,19 @@ fn struct_methods(model: &TopicModel, p: &TokenStream) -> TokenStream {
         }
         #key_values
     }
+}
+
+/// `key_values()` with this body, or nothing.
+pub(super) fn values_method(p: &TokenStream, values: Option<TokenStream>) -> TokenStream {
+    values
+        .map(|values| {
+            quote! {
+                fn key_values(&self) -> #p::Vec<#p::sea_orm::Value> {
+                    #values
+                }
+            }
+        })
+        .unwrap_or_default()
 }
 
 /// `TopicSpec::new(..)` and one const builder call per setting that differs from the default.

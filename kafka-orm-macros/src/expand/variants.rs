@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
 use super::accessors::{self, Receiver};
-use super::{column_type, respan, type_span};
+use super::{column_type, member_impls, respan, topic_impl, type_span};
 use crate::check::Role;
 use crate::model::{FieldRef, FieldType, TopicModel, Variant};
 
@@ -29,14 +29,10 @@ pub fn methods(model: &TopicModel, p: &TokenStream, variants: &[Variant]) -> Tok
         true => quote!(#p::Vec::new()),
         false => arms(&|r| accessors::dedup(model, p, r)),
     };
-    let key_values = (model.outbox.is_some() && !model.key.is_empty()).then(|| {
-        let values = arms(&|r| accessors::key_values(model, p, r));
-        quote! {
-            fn key_values(&self) -> #p::Vec<#p::sea_orm::Value> {
-                #values
-            }
-        }
-    });
+    let key_values = (model.outbox.is_some() && !model.key.is_empty())
+        .then(|| arms(&|r| accessors::key_values(model, p, r)));
+    let key_methods =
+        topic_impl::key_methods(p, &key, &dedup, &topic_impl::values_method(p, key_values));
     let codec = codec_of(model, p);
     let idents = variants.iter().map(|v| v.ident);
     let names = variants.iter().map(|v| &v.name);
@@ -56,13 +52,7 @@ pub fn methods(model: &TopicModel, p: &TokenStream, variants: &[Variant]) -> Tok
         quote!(#p::Some(#name) => #codec.decode(payload, Self::#ident),)
     });
     quote! {
-        fn key(&self) -> #p::Option<#p::KeyBytes> {
-            #key
-        }
-        fn dedup_key(&self) -> #p::Vec<#p::DedupValue> {
-            #dedup
-        }
-        #key_values
+        #key_methods
         fn message_type(&self) -> &'static str {
             match self { #(Self::#idents(_) => #names,)* }
         }
@@ -102,28 +92,16 @@ pub fn members(model: &TopicModel, p: &TokenStream, variants: &[Variant]) -> Tok
     let topic = model.ident;
     let impls = variants.iter().map(|v| {
         let (ident, ty, name) = (v.ident, v.ty, &v.name);
-        quote! {
-            #[automatically_derived]
-            impl #p::Member<#topic> for #ty {
-                const TYPE_NAME: &'static str = #name;
-                fn peel(event: &#topic) -> #p::Option<&Self> {
-                    #[allow(unreachable_patterns)]
-                    match event {
-                        #topic::#ident(__kafka_orm_v) => #p::Some(__kafka_orm_v),
-                        _ => #p::None,
-                    }
-                }
-                fn wrap(self) -> #topic {
-                    #topic::#ident(self)
+        let peel = quote! {
+            fn peel(event: &#topic) -> #p::Option<&Self> {
+                #[allow(unreachable_patterns)]
+                match event {
+                    #topic::#ident(__kafka_orm_v) => #p::Some(__kafka_orm_v),
+                    _ => #p::None,
                 }
             }
-            #[automatically_derived]
-            impl #p::From<#ty> for #topic {
-                fn from(value: #ty) -> Self {
-                    #topic::#ident(value)
-                }
-            }
-        }
+        };
+        member_impls(p, topic, ident, ty, &quote!(#name), &peel)
     });
     let agreement = agreement(model, p, variants);
     quote! {
