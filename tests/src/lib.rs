@@ -225,3 +225,129 @@ pub async fn fresh_sqlite(test: &str) -> sea_orm::DatabaseConnection {
         .await
         .expect("opening the SQLite file")
 }
+
+/// A Kafka broker (`scripts/kafka`, one plaintext node) or PostgreSQL server
+/// (`scripts/postgres`) of one test's own, on free ports and in a state dir under
+/// `target/private-services/`, so a test can stop and start it: the suite's shared services
+/// (and the chaos cluster's ports) are never touched. Stopped and deleted on drop.
+pub struct PrivateService {
+    script: &'static str,
+    port: u16,
+    state: std::path::PathBuf,
+}
+
+impl PrivateService {
+    /// A Kafka broker on a free port, its KRaft controller on the port after it; started.
+    pub async fn kafka() -> Self {
+        Self::start_new("kafka", free_ports(2)).await
+    }
+
+    /// A PostgreSQL server on a free port; started.
+    pub async fn postgres() -> Self {
+        Self::start_new("postgres", free_ports(1)).await
+    }
+
+    async fn start_new(script: &'static str, port: u16) -> Self {
+        let state = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../target/private-services/{script}-{port}"));
+        let service = PrivateService {
+            script,
+            port,
+            state,
+        };
+        service.start().await;
+        service
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's bootstrap address (`127.0.0.1:port`).
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The PostgreSQL server's URL (`scripts/postgres`'s user and database).
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://kafka_orm:kafka_orm@127.0.0.1:{}/kafka_orm",
+            self.port
+        )
+    }
+
+    /// Starts it (and waits until it answers); panics with the script's output on failure.
+    pub async fn start(&self) {
+        self.run("start").await;
+        if self.script == "kafka" {
+            // `scripts/kafka start` uses a broker someone else started on the port: this one
+            // must be ours, or stopping it would not stop the broker the test talks to.
+            self.run("pid").await;
+        }
+    }
+
+    /// Stops it (and waits until it is gone).
+    pub async fn stop(&self) {
+        self.run("stop").await;
+    }
+
+    fn command(&self, what: &str) -> std::process::Command {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scripts")
+            .join(self.script);
+        let mut cmd = std::process::Command::new(script);
+        cmd.arg(what)
+            .env("KAFKA_ORM_STATE", &self.state)
+            .env("PG_PORT", self.port.to_string())
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_NODES", "1")
+            .env("KAFKA_SASL_SSL", "0")
+            .env_remove("KAFKA_CONTROLLER_PORT")
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    async fn run(&self, what: &str) {
+        let mut cmd = self.command(what);
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("the script's thread")
+            .unwrap_or_else(|e| panic!("running scripts/{}: {e}", self.script));
+        assert!(
+            out.status.success(),
+            "scripts/{} {what} (port {}) failed: {}{}",
+            self.script,
+            self.port,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateService {
+    fn drop(&mut self) {
+        let _ = self.command("reset").output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// `n` consecutive free ports on 127.0.0.1 (the first returned), outside the shared
+/// services' ports (PostgreSQL 35432, Kafka 39092.., the chaos cluster's 39192..).
+fn free_ports(n: u16) -> u16 {
+    let reserved = |p: u16| (35400..35600).contains(&p) || (39000..39300).contains(&p);
+    for _ in 0..200 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let Some(last) = first.checked_add(n - 1) else {
+            continue;
+        };
+        let free = (first..=last).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free && !(first..=last).any(reserved) {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free ports on 127.0.0.1")
+}

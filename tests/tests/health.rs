@@ -1,15 +1,16 @@
 //! Health of the context, a relay and a handler while the broker and the database go away
-//! and come back. The broker is librdkafka's mock cluster and the database a private
-//! PostgreSQL server of this test (started with `scripts/postgres` on a port of its own):
-//! the suite's shared broker and database are never stopped.
+//! and come back: a real Kafka broker and a real PostgreSQL server of this test's own
+//! ([`PrivateService`]: `scripts/kafka` and `scripts/postgres` on free ports of their own,
+//! stopped and started by the test); the suite's shared broker and database are never stopped.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kafka_orm::deps::sea_orm::{self, DatabaseConnection};
-use kafka_orm::{Health, HealthState, Reason, Topic};
-use kafka_orm_tests::{Gate, mock_kafka, postgres_url, publish_committed};
+use kafka_orm::{Health, HealthState, KafkaOrm, Reason, Topic};
+use kafka_orm_tests::{
+    Gate, PrivateService, kafka_bootstrap, postgres_url, publish_committed, unique_namespace,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Topic)]
@@ -33,64 +34,6 @@ fn order(id: i64, poison: bool) -> Order {
         id,
         customer: format!("c{}", id % 4),
         poison,
-    }
-}
-
-/// A PostgreSQL server of this test's own, stopped and deleted on drop.
-struct PrivatePostgres {
-    port: u16,
-    state: PathBuf,
-}
-
-impl PrivatePostgres {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let state =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/health-pg/{port}"));
-        let pg = PrivatePostgres { port, state };
-        pg.run("start").await;
-        pg
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres://kafka_orm:kafka_orm@127.0.0.1:{}/kafka_orm",
-            self.port
-        )
-    }
-
-    fn command(&self, what: &str) -> std::process::Command {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres");
-        let mut cmd = std::process::Command::new(script);
-        cmd.arg(what)
-            .env("PG_PORT", self.port.to_string())
-            .env("KAFKA_ORM_STATE", &self.state)
-            .stdin(std::process::Stdio::null());
-        cmd
-    }
-
-    async fn run(&self, what: &str) {
-        let mut cmd = self.command(what);
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .unwrap()
-            .expect("running scripts/postgres");
-        assert!(
-            out.status.success(),
-            "scripts/postgres {what} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = self.command("reset").output();
-        let _ = std::fs::remove_dir_all(&self.state);
     }
 }
 
@@ -162,15 +105,17 @@ async fn connect(url: &str) -> DatabaseConnection {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_follows_the_broker_and_the_database_going_away_and_coming_back() {
-    // The shared services are not used, but the test needs the PostgreSQL install that
-    // ./scripts/test provides; without it, it skips (or fails) like every PostgreSQL test.
-    if postgres_url().is_none() {
+    // The shared services are not used, but the test needs the Kafka and PostgreSQL installs
+    // that ./scripts/test provides; without them, it skips (or fails) like every such test.
+    if kafka_bootstrap().is_none() || postgres_url().is_none() {
         return;
     }
-    let pg = PrivatePostgres::start().await;
+    let (kafka, pg) = tokio::join!(PrivateService::kafka(), PrivateService::postgres());
     let db = connect(&pg.url()).await;
-    let (mock, builder) = mock_kafka("health", &[(Order::SPEC.name, 2)]);
-    let orm = builder
+    let orm = KafkaOrm::builder()
+        .bootstrap_servers(kafka.bootstrap())
+        .namespace(unique_namespace("health"))
+        .connect_timeout(Duration::from_secs(30))
         .metrics_interval(Duration::from_millis(200))
         .database(db.clone())
         .build()
@@ -230,7 +175,7 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
     wait_for(30, "the lag drained", || handler.health(), ready).await;
 
     // The broker goes away: live, not ready, with the reason; the outbox falls behind.
-    mock.broker_down(1).unwrap();
+    kafka.stop().await;
     publish_committed(&orm, &db, &[order(100, false)]).await;
     let behind = |r: &Reason| matches!(r, Reason::OutboxBehind { .. });
     unready("no broker", || orm.health(), &[&broker_down]).await;
@@ -241,11 +186,11 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
     )
     .await;
     unready("handler: no broker", || handler.health(), &[&broker_down]).await;
-    mock.broker_up(1).unwrap();
+    kafka.start().await;
     wait_for(60, "ready once the broker is back", all_ready, ready).await;
 
     // The database goes away: live, not ready; the relay's leases stop renewing.
-    pg.run("stop").await;
+    pg.stop().await;
     let no_lease = |r: &Reason| matches!(r, Reason::LeaseNotRenewed { .. });
     unready("no database", || orm.health(), &[&database_down]).await;
     unready(
@@ -260,7 +205,7 @@ async fn health_follows_the_broker_and_the_database_going_away_and_coming_back()
         &[&database_down],
     )
     .await;
-    pg.run("start").await;
+    pg.start().await;
     let back = wait_for(60, "ready once the database is back", all_ready, ready).await;
     assert!(back.reasons.is_empty(), "{back}");
 
