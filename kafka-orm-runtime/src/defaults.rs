@@ -70,6 +70,9 @@ pub const RELAY_HEALTH_MAX_AGE: Duration = Duration::from_secs(60);
 pub const PIPELINE_BATCH: usize = 100;
 /// How long a pipeline waits to fill a batch, from its first message.
 pub const PIPELINE_MAX_WAIT: Duration = Duration::from_millis(50);
+/// Tries of a transactional operation (init, commit, abort) that librdkafka calls
+/// retriable, the first one included.
+pub const OPERATION_TRIES: u32 = 3;
 /// A pipeline producer's `transaction.timeout.ms`.
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one transactional operation (init, commit, abort) may take.
@@ -78,6 +81,16 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PIPELINE_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest backoff of a pipeline batch that failed.
 pub const PIPELINE_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long one broker call of the dead-letter reader may take.
+pub const DLQ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Dead letters a replay sends back per transaction.
+pub const REPLAY_BATCH: usize = 100;
+/// How long a health check waits for the database's ping (and twice that for the broker's
+/// metadata).
+pub const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `TestHarness::wait_idle` waits by default.
+pub const TEST_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
@@ -128,8 +141,13 @@ mod tests {
             d("PIPELINE_MAX_WAIT", PIPELINE_MAX_WAIT),
             d("TRANSACTION_TIMEOUT", TRANSACTION_TIMEOUT),
             d("OPERATION_TIMEOUT", OPERATION_TIMEOUT),
+            n("OPERATION_TRIES", OPERATION_TRIES.into()),
             d("PIPELINE_BACKOFF", PIPELINE_BACKOFF),
             d("PIPELINE_MAX_BACKOFF", PIPELINE_MAX_BACKOFF),
+            d("DLQ_TIMEOUT", DLQ_TIMEOUT),
+            n("REPLAY_BATCH", REPLAY_BATCH as u64),
+            d("HEALTH_PROBE_TIMEOUT", HEALTH_PROBE_TIMEOUT),
+            d("TEST_IDLE_TIMEOUT", TEST_IDLE_TIMEOUT),
         ]
     }
 

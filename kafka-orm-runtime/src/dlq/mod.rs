@@ -54,14 +54,11 @@ pub use filter::DlqFilter;
 pub use letter::{
     DeadLetter, DeadLetterInfo, DeadLetterRecord, Payload, Position, REPLAY_OF_HEADER, ReplayOf,
 };
-pub use replay::{DEFAULT_REPLAY_BATCH, Replay, ReplayProgress, ReplayReport, Replayed};
+pub use replay::{Replay, ReplayProgress, ReplayReport, Replayed};
 
 use crate::context::{KafkaOrm, TopicHandle};
 use crate::error::{Error, Result};
 use crate::topic::{Topic, TopicSpec};
-
-/// How long one broker call of a read may take unless [`RawDlq::timeout`] says otherwise.
-pub const DEFAULT_DLQ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which page of dead letters to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +126,7 @@ impl KafkaOrm {
             orm: self.clone(),
             spec,
             name: self.namespaced(&topic),
-            timeout: DEFAULT_DLQ_TIMEOUT,
+            timeout: crate::defaults::DLQ_TIMEOUT,
         }
     }
 }
@@ -154,7 +151,7 @@ impl RawDlq {
         self.spec
     }
 
-    /// How long one broker call may take (default [`DEFAULT_DLQ_TIMEOUT`]).
+    /// How long one broker call may take (default [`DLQ_TIMEOUT`](crate::defaults::DLQ_TIMEOUT)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -249,7 +246,7 @@ impl<T: Topic> Dlq<T> {
         &self.raw
     }
 
-    /// How long one broker call may take (default [`DEFAULT_DLQ_TIMEOUT`]).
+    /// How long one broker call may take (default [`DLQ_TIMEOUT`](crate::defaults::DLQ_TIMEOUT)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.raw = self.raw.timeout(timeout);
         self

@@ -21,9 +21,6 @@ use crate::outbox::raw::{RawMessage, publish_raw};
 use crate::outbox::relay::RELAY_EPOCH_HEADER;
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
 
-/// Dead letters re-published per transaction unless [`Replay::batch`] says otherwise.
-pub const DEFAULT_REPLAY_BATCH: usize = 100;
-
 /// The headers a replayed message must not carry over: the relay's epoch and the retry
 /// tiers' bookkeeping (it starts afresh), and an earlier replay's link.
 const DROPPED: [&str; 2] = [RELAY_EPOCH_HEADER, REPLAY_OF_HEADER];
@@ -89,7 +86,7 @@ impl<'a> Replay<'a> {
             dlq,
             filter,
             dry_run: false,
-            batch: DEFAULT_REPLAY_BATCH,
+            batch: crate::defaults::REPLAY_BATCH,
             progress: None,
             crash_after: None,
         }
@@ -101,7 +98,7 @@ impl<'a> Replay<'a> {
         self
     }
 
-    /// At most `max` dead letters per transaction (default [`DEFAULT_REPLAY_BATCH`]).
+    /// At most `max` dead letters per transaction (default [`REPLAY_BATCH`](crate::defaults::REPLAY_BATCH)).
     pub fn batch(mut self, max: usize) -> Self {
         self.batch = max.max(1);
         self

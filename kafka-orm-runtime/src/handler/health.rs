@@ -49,7 +49,7 @@ impl RunningHandler {
     /// while a partition's sampled committed-offset lag is above [`lag_threshold`](crate::handler::HandlerBuilder::lag_threshold),
     /// or while workers that follow the lag run at their maximum and the lag wants more
     /// ([`Reason::WorkersAtMaximum`]).
-    /// Takes at most [`PROBE_TIMEOUT`](crate::health::PROBE_TIMEOUT).
+    /// Takes at most [`HEALTH_PROBE_TIMEOUT`](crate::defaults::HEALTH_PROBE_TIMEOUT).
     pub async fn health(&self) -> Health {
         let watch = &self.watch;
         let mut reasons = probe::connections(&watch.orm, watch.db.as_ref()).await;
@@ -96,7 +96,7 @@ impl Host {
     /// broker is unreachable) is listed once. A host without handlers is ready.
     ///
     /// The handlers are checked concurrently, so this takes at most
-    /// [`PROBE_TIMEOUT`](crate::health::PROBE_TIMEOUT) (twice that when the broker does not
+    /// [`HEALTH_PROBE_TIMEOUT`](crate::defaults::HEALTH_PROBE_TIMEOUT) (twice that when the broker does not
     /// answer), whatever their number. Serve [`Health::is_live`] as `/healthz` and
     /// [`Health::is_ready`] as `/readyz`:
     ///

@@ -5,7 +5,7 @@
 //! [`RunningHandler::health`](crate::handler::RunningHandler::health) and
 //! [`Host::health`](crate::handler::Host::health) (every handler of a host) return a [`Health`]:
 //! a [`HealthState`] and the [`Reason`]s behind it. Each check asks the broker (a metadata
-//! request) and the database (a ping) right then, bounded by [`PROBE_TIMEOUT`], and reads
+//! request) and the database (a ping) right then, bounded by [`HEALTH_PROBE_TIMEOUT`](crate::defaults::HEALTH_PROBE_TIMEOUT), and reads
 //! what the component saw itself (its task ended, its leases, its lag). Combine several
 //! with [`Health::merge`].
 //!
@@ -27,9 +27,6 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::context::KafkaOrm;
-
-/// How long a health check waits for the broker and the database (each, concurrently).
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a component is doing, best first (the order is `Ord`: the worse state is greater).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,12 +59,13 @@ impl HealthState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reason {
-    /// No broker answered a metadata request within [`PROBE_TIMEOUT`].
+    /// No broker answered a metadata request within twice
+    /// [`HEALTH_PROBE_TIMEOUT`](crate::defaults::HEALTH_PROBE_TIMEOUT).
     BrokerUnreachable {
         /// librdkafka's error.
         error: String,
     },
-    /// The database did not answer a ping within [`PROBE_TIMEOUT`].
+    /// The database did not answer a ping within [`HEALTH_PROBE_TIMEOUT`](crate::defaults::HEALTH_PROBE_TIMEOUT).
     DatabaseUnreachable {
         /// The driver's error.
         error: String,
@@ -258,7 +256,7 @@ impl fmt::Display for Health {
 impl KafkaOrm {
     /// Whether the broker answers and the database (if the context has one) does: ready,
     /// or live with [`Reason::BrokerUnreachable`] / [`Reason::DatabaseUnreachable`].
-    /// Takes at most [`PROBE_TIMEOUT`].
+    /// Takes at most [`HEALTH_PROBE_TIMEOUT`](crate::defaults::HEALTH_PROBE_TIMEOUT).
     pub async fn health(&self) -> Health {
         Health::from_reasons(probe::connections(self, self.database()).await)
     }

@@ -1,12 +1,13 @@
 //! The two questions every health check asks right then: does a broker answer a metadata
 //! request, and does the database answer a ping — concurrently, each within
-//! [`PROBE_TIMEOUT`](super::PROBE_TIMEOUT).
+//! [`HEALTH_PROBE_TIMEOUT`](crate::defaults::HEALTH_PROBE_TIMEOUT).
 
 use rdkafka::producer::Producer;
 use sea_orm::DatabaseConnection;
 
-use super::{PROBE_TIMEOUT, Reason};
+use super::Reason;
 use crate::context::KafkaOrm;
+use crate::defaults::HEALTH_PROBE_TIMEOUT as PROBE_TIMEOUT;
 
 /// The broker's and the database's reasons, if any (`db`: the database to ping, if any).
 pub(crate) async fn connections(orm: &KafkaOrm, db: Option<&DatabaseConnection>) -> Vec<Reason> {

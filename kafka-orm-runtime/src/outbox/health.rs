@@ -30,7 +30,7 @@ impl OutboxRelay {
     /// Ready when the broker and the database answer, every task runs, every outbox table
     /// has buckets (leased mode) whose leases renew, and the oldest waiting row is younger
     /// than [`health_max_age`](crate::OutboxRelayBuilder::health_max_age). Takes at most
-    /// [`PROBE_TIMEOUT`](crate::health::PROBE_TIMEOUT).
+    /// [`HEALTH_PROBE_TIMEOUT`](crate::defaults::HEALTH_PROBE_TIMEOUT).
     pub async fn health(&self) -> Health {
         let watch = &self.watch;
         let mut reasons = probe::connections(&watch.orm, Some(&watch.db)).await;

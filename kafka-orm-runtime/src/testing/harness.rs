@@ -23,9 +23,6 @@ use crate::handler::{Apply, HandlerBuilder, HandlerStats};
 use crate::outbox::relay::{OutboxRelay, OutboxRelayBuilder, RelayStats};
 use crate::topic::{Consumable, Topic};
 
-/// The default bound of [`TestHarness::wait_idle`].
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long reading a topic back may take per broker call.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,7 +61,7 @@ impl TestHarness {
             context: Vec::new(),
             relay: None,
             handlers: Vec::new(),
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            idle_timeout: crate::defaults::TEST_IDLE_TIMEOUT,
         }
     }
 }
@@ -112,7 +109,7 @@ impl TestHarnessBuilder {
         self
     }
 
-    /// The default bound of [`TestHarness::wait_idle`] (default [`DEFAULT_IDLE_TIMEOUT`]).
+    /// The default bound of [`TestHarness::wait_idle`] (default [`TEST_IDLE_TIMEOUT`](crate::defaults::TEST_IDLE_TIMEOUT)).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self

@@ -29,7 +29,7 @@ mod supervise;
 pub use crate::dlq::{DeadLetter, Payload};
 pub use crate::service::{Produce, Publish};
 pub use faults::Faults;
-pub use harness::{DEFAULT_IDLE_TIMEOUT, TestHarness, TestHarnessBuilder};
+pub use harness::{TestHarness, TestHarnessBuilder};
 pub use idle::{Busy, NotIdle};
 pub use log::Message;
 pub use recorder::{Recorded, Recorder, Sent};
