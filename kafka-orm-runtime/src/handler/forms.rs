@@ -24,116 +24,145 @@ use crate::consumer::Delivery;
 use crate::context::TopicHandle;
 use crate::topic::Consumable;
 
-/// A function that can be a handler: `FnOnce(&DatabaseTransaction, &Delivery<T>)` returning
-/// a `Send` future of `Result<(), HandlerError>`. Implemented for every such function, for
-/// every async closure and `async fn` of that shape; never implement it yourself.
-#[diagnostic::on_unimplemented(
+/// A trait for functions of one shape returning a `Send` future of
+/// `Result<(), HandlerError>`, and its blanket impl for every such function (the three
+/// handler-function traits differ only in their arguments and their diagnostics).
+macro_rules! handler_fn_trait {
+    (
+        $(#[$doc:meta])*
+        $name:ident: FnOnce($($arg:ty),*),
+        message = $message:tt, label = $label:tt, note = $note:tt $(,)?
+    ) => {
+        $(#[$doc])*
+        #[diagnostic::on_unimplemented(message = $message, label = $label, note = $note)]
+        pub trait $name<'a, T: 'a>: FnOnce($($arg),*) -> Self::Future {
+            /// The future it returns.
+            type Future: Future<Output = Result<(), HandlerError>> + Send + 'a;
+        }
+
+        impl<'a, T: 'a, F, Fut> $name<'a, T> for F
+        where
+            F: FnOnce($($arg),*) -> Fut,
+            Fut: Future<Output = Result<(), HandlerError>> + Send + 'a,
+        {
+            type Future = Fut;
+        }
+    };
+}
+
+handler_fn_trait! {
+    /// A function that can be a handler: `FnOnce(&DatabaseTransaction, &Delivery<T>)` returning
+    /// a `Send` future of `Result<(), HandlerError>`. Implemented for every such function, for
+    /// every async closure and `async fn` of that shape; never implement it yourself.
+    HandlerFn: FnOnce(&'a DatabaseTransaction, &'a Delivery<T>),
     message = "`{Self}` cannot be a handler of `{T}` in a transaction",
     label = "expected `async |txn, msg| -> Result<(), HandlerError>`",
     note = "a handler takes `(&DatabaseTransaction, &Delivery<{T}>)`, returns `Result<(), HandlerError>`, and its future must be `Send`: hold no `Rc`, `RefCell` borrow or `std::sync::MutexGuard` across an `.await`"
-)]
-pub trait HandlerFn<'a, T: 'a>:
-    FnOnce(&'a DatabaseTransaction, &'a Delivery<T>) -> Self::Future
-{
-    /// The future it returns.
-    type Future: Future<Output = Result<(), HandlerError>> + Send + 'a;
 }
 
-impl<'a, T: 'a, F, Fut> HandlerFn<'a, T> for F
-where
-    F: FnOnce(&'a DatabaseTransaction, &'a Delivery<T>) -> Fut,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'a,
-{
-    type Future = Fut;
-}
-
-/// A function that can be a batch handler: like [`HandlerFn`], of a slice of deliveries.
-#[diagnostic::on_unimplemented(
+handler_fn_trait! {
+    /// A function that can be a batch handler: like [`HandlerFn`], of a slice of deliveries.
+    BatchHandlerFn: FnOnce(&'a DatabaseTransaction, &'a [&'a Delivery<T>]),
     message = "`{Self}` cannot be a batch handler of `{T}`",
     label = "expected `async |txn, msgs| -> Result<(), HandlerError>`",
     note = "a batch handler takes `(&DatabaseTransaction, &[&Delivery<{T}>])`, returns `Result<(), HandlerError>`, and its future must be `Send`"
-)]
-pub trait BatchHandlerFn<'a, T: 'a>:
-    FnOnce(&'a DatabaseTransaction, &'a [&'a Delivery<T>]) -> Self::Future
-{
-    /// The future it returns.
-    type Future: Future<Output = Result<(), HandlerError>> + Send + 'a;
 }
 
-impl<'a, T: 'a, F, Fut> BatchHandlerFn<'a, T> for F
-where
-    F: FnOnce(&'a DatabaseTransaction, &'a [&'a Delivery<T>]) -> Fut,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'a,
-{
-    type Future = Fut;
-}
-
-/// A function that can be a handler without a database: `FnOnce(&Delivery<T>)` returning a
-/// `Send` future of `Result<(), HandlerError>`; never implement it yourself.
-#[diagnostic::on_unimplemented(
+handler_fn_trait! {
+    /// A function that can be a handler without a database: `FnOnce(&Delivery<T>)` returning a
+    /// `Send` future of `Result<(), HandlerError>`; never implement it yourself.
+    HandlerWithoutDatabaseFn: FnOnce(&'a Delivery<T>),
     message = "`{Self}` cannot be a handler of `{T}` without a database",
     label = "expected `async |msg| -> Result<(), HandlerError>`",
     note = "a handler without a database takes `&Delivery<{T}>`, returns `Result<(), HandlerError>`, and its future must be `Send`"
-)]
-pub trait HandlerWithoutDatabaseFn<'a, T: 'a>: FnOnce(&'a Delivery<T>) -> Self::Future {
-    /// The future it returns.
-    type Future: Future<Output = Result<(), HandlerError>> + Send + 'a;
 }
 
-impl<'a, T: 'a, F, Fut> HandlerWithoutDatabaseFn<'a, T> for F
-where
-    F: FnOnce(&'a Delivery<T>) -> Fut,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'a,
-{
-    type Future = Fut;
+/// A wrapper of a function as a [`Handler`], calling `$call(&self.0)` (a clone of an
+/// async closure, or a reference to a boxed-future closure): of one message, or with
+/// `batch`, of whole batches (one message is a batch of one).
+macro_rules! fn_handler {
+    ($(#[$attr:meta])* $name:ident, $call:expr, F: $($bound:tt)+) => {
+        $(#[$attr])*
+        pub struct $name<F>(F);
+
+        impl<T, F> Handler<T> for $name<F>
+        where
+            T: 'static,
+            F: $($bound)+,
+        {
+            fn handle<'a>(
+                &'a self,
+                txn: &'a DatabaseTransaction,
+                msg: &'a Delivery<T>,
+            ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
+                $call(&self.0)(txn, msg)
+            }
+        }
+    };
+    (batch $(#[$attr:meta])* $name:ident, $call:expr, F: $($bound:tt)+) => {
+        $(#[$attr])*
+        pub struct $name<F>(F);
+
+        impl<T, F> Handler<T> for $name<F>
+        where
+            T: Sync + 'static,
+            F: $($bound)+,
+        {
+            async fn handle(
+                &self,
+                txn: &DatabaseTransaction,
+                msg: &Delivery<T>,
+            ) -> Result<(), HandlerError> {
+                $call(&self.0)(txn, &[msg]).await
+            }
+
+            fn handle_batch<'a>(
+                &'a self,
+                txn: &'a DatabaseTransaction,
+                msgs: &'a [&'a Delivery<T>],
+            ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a
+            where
+                T: Sync,
+            {
+                $call(&self.0)(txn, msgs)
+            }
+        }
+    };
 }
 
-/// An async closure or `async fn` as a [`Handler`] (see [`TopicHandle::handler`]).
-#[derive(Debug, Clone)]
-pub struct AsyncFnHandler<F>(F);
-
-impl<T, F> Handler<T> for AsyncFnHandler<F>
-where
-    T: 'static,
-    F: for<'a> HandlerFn<'a, T> + Clone + Send + Sync + 'static,
-{
-    fn handle<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msg: &'a Delivery<T>,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
-        (self.0.clone())(txn, msg)
-    }
+fn_handler! {
+    /// An async closure or `async fn` as a [`Handler`] (see [`TopicHandle::handler`]).
+    #[derive(Debug, Clone)]
+    AsyncFnHandler, F::clone,
+    F: for<'a> HandlerFn<'a, T> + Clone + Send + Sync + 'static
 }
 
-/// An async closure or `async fn` of whole batches as a [`Handler`] (see
-/// [`TopicHandle::batch_handler`]).
-#[derive(Debug, Clone)]
-pub struct AsyncFnBatchHandler<F>(F);
+fn_handler! {
+    batch
+    /// An async closure or `async fn` of whole batches as a [`Handler`] (see
+    /// [`TopicHandle::batch_handler`]).
+    #[derive(Debug, Clone)]
+    AsyncFnBatchHandler, F::clone,
+    F: for<'a> BatchHandlerFn<'a, T> + Clone + Send + Sync + 'static
+}
 
-impl<T, F> Handler<T> for AsyncFnBatchHandler<F>
-where
-    T: Sync + 'static,
-    F: for<'a> BatchHandlerFn<'a, T> + Clone + Send + Sync + 'static,
-{
-    async fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        msg: &Delivery<T>,
-    ) -> Result<(), HandlerError> {
-        (self.0.clone())(txn, &[msg]).await
-    }
+fn_handler! {
+    /// A boxed closure handler (see [`TopicHandle::handler_boxed`]).
+    FnHandler, std::convert::identity,
+    F: for<'a> Fn(&'a DatabaseTransaction, &'a Delivery<T>) -> HandlerFuture<'a>
+        + Send
+        + Sync
+        + 'static
+}
 
-    fn handle_batch<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msgs: &'a [&'a Delivery<T>],
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a
-    where
-        T: Sync,
-    {
-        (self.0.clone())(txn, msgs)
-    }
+fn_handler! {
+    batch
+    /// A boxed closure handler of whole batches (see [`TopicHandle::batch_handler_boxed`]).
+    FnBatchHandler, std::convert::identity,
+    F: for<'a> Fn(&'a DatabaseTransaction, &'a [&'a Delivery<T>]) -> BatchFuture<'a>
+        + Send
+        + Sync
+        + 'static
 }
 
 /// An async closure or `async fn` as a [`HandlerWithoutDatabase`] (see
@@ -151,57 +180,6 @@ where
         msg: &'a Delivery<T>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
         (self.0.clone())(msg)
-    }
-}
-
-/// A boxed closure handler (see [`TopicHandle::handler_boxed`]).
-pub struct FnHandler<F>(F);
-
-impl<T, F> Handler<T> for FnHandler<F>
-where
-    T: 'static,
-    F: for<'a> Fn(&'a DatabaseTransaction, &'a Delivery<T>) -> HandlerFuture<'a>
-        + Send
-        + Sync
-        + 'static,
-{
-    fn handle<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msg: &'a Delivery<T>,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
-        (self.0)(txn, msg)
-    }
-}
-
-/// A boxed closure handler of whole batches (see [`TopicHandle::batch_handler_boxed`]).
-pub struct FnBatchHandler<F>(F);
-
-impl<T, F> Handler<T> for FnBatchHandler<F>
-where
-    T: Sync + 'static,
-    F: for<'a> Fn(&'a DatabaseTransaction, &'a [&'a Delivery<T>]) -> BatchFuture<'a>
-        + Send
-        + Sync
-        + 'static,
-{
-    async fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        msg: &Delivery<T>,
-    ) -> Result<(), HandlerError> {
-        (self.0)(txn, &[msg]).await
-    }
-
-    fn handle_batch<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        msgs: &'a [&'a Delivery<T>],
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a
-    where
-        T: Sync,
-    {
-        (self.0)(txn, msgs)
     }
 }
 
