@@ -199,6 +199,17 @@ pub(crate) async fn init_transactions(
         })
 }
 
+/// Runs a blocking producer call (a transaction's begin, commit, abort or offsets) off the
+/// async runtime; a cancelled task is `KafkaError::Canceled`.
+pub(crate) async fn blocking<F>(f: F) -> rdkafka::error::KafkaResult<()>
+where
+    F: FnOnce() -> rdkafka::error::KafkaResult<()> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
+}
+
 /// Sends many messages concurrently (librdkafka batches them) and waits for all
 /// acknowledgements; the reports come back in input order.
 pub(crate) async fn send_all(

@@ -20,7 +20,7 @@ use super::letter::Position;
 use super::scan::{self, Scan};
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
-use crate::producer::Headers;
+use crate::producer::{Headers, blocking};
 
 /// The marker topic of dead-letter topic `dlq`.
 pub(crate) fn marker_topic(dlq: &str) -> String {
@@ -178,13 +178,4 @@ async fn create_marker_topic(orm: &KafkaOrm, name: &str, timeout: Duration) -> R
             reason: code.to_string(),
         }),
     }
-}
-
-async fn blocking<F>(f: F) -> rdkafka::error::KafkaResult<()>
-where
-    F: FnOnce() -> rdkafka::error::KafkaResult<()> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
 }

@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 
 use super::dlq::RawRecord;
 use crate::error::{Error, Result};
-use crate::producer;
+use crate::producer::{self, blocking};
 
 /// One record to forward, and the source offset to commit with it.
 pub(crate) struct Forward<'a> {
@@ -109,13 +109,4 @@ impl Forwarder {
             .await
             .map_err(|e| Error::kafka("committing the forwarding transaction", e))
     }
-}
-
-async fn blocking<F>(f: F) -> rdkafka::error::KafkaResult<()>
-where
-    F: FnOnce() -> rdkafka::error::KafkaResult<()> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
 }
