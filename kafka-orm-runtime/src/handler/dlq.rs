@@ -19,8 +19,8 @@ pub const DLQ_FIRST_FAILURE: &str = "kafka-orm-dlq-first-failure";
 /// Header: epoch ms of the last failure.
 pub const DLQ_LAST_FAILURE: &str = "kafka-orm-dlq-last-failure";
 
-/// A record as read, kept raw for dead-lettering.
-#[derive(Debug, Clone)]
+/// A record as read, kept raw for dead-lettering (and what the test harness reads back).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawRecord {
     pub topic: String,
     pub partition: i32,

@@ -5,22 +5,14 @@ use std::time::Duration;
 
 use crate::codec::DecodeError;
 use crate::context::KafkaOrm;
-use crate::dlq::{DlqFilter, Payload, scan};
+use crate::dlq::{DeadLetterRecord, DlqFilter, Payload, scan};
 use crate::error::Result;
 use crate::message_type;
 use crate::producer::{Headers, MESSAGE_ID_HEADER};
 use crate::topic::Topic;
 
-/// A record of a topic, undecoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    pub headers: Headers,
-}
+/// A record of a topic, undecoded: the handler's raw record.
+pub(crate) type Record = crate::handler::RawRecord;
 
 /// One message of a topic, as the [harness](super::TestHarness) read it: where it is,
 /// its key and headers, and its payload decoded as `T` (by the type header, as a
@@ -110,14 +102,7 @@ pub(crate) async fn read_topic(
     Ok(scanned
         .records
         .into_iter()
-        .map(|r| Record {
-            topic: topic.to_string(),
-            partition: r.position.partition,
-            offset: r.position.offset,
-            key: r.key,
-            payload: r.payload,
-            headers: r.headers,
-        })
+        .map(|r| record(topic, r))
         .collect())
 }
 
@@ -136,12 +121,17 @@ pub(crate) async fn read_one(
         limit: Some(1),
     };
     let scanned = scan::scan(orm, topic, what, timeout).await?;
-    Ok(scanned.records.into_iter().next().map(|r| Record {
+    Ok(scanned.records.into_iter().next().map(|r| record(topic, r)))
+}
+
+/// A scanned record of `topic` as a [`Record`].
+fn record(topic: &str, r: DeadLetterRecord) -> Record {
+    Record {
         topic: topic.to_string(),
         partition: r.position.partition,
         offset: r.position.offset,
         key: r.key,
         payload: r.payload,
         headers: r.headers,
-    }))
+    }
 }
