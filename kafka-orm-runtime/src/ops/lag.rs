@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
-use crate::telemetry::lag::PartitionLag;
+use crate::telemetry::lag::{PartitionLag, lag_of_committed};
 
 impl KafkaOrm {
     /// The lag of consumer group `group` (its Kafka name, as it is) per partition it has
@@ -69,20 +69,5 @@ fn read_lag(
     let committed = consumer
         .committed_offsets(tpl, timeout)
         .map_err(|e| Error::kafka("reading committed offsets", e))?;
-    let mut out = Vec::new();
-    for e in committed.elements() {
-        let Offset::Offset(done) = e.offset() else {
-            continue;
-        };
-        let (low, high) = consumer
-            .fetch_watermarks(e.topic(), e.partition(), timeout)
-            .map_err(|err| Error::kafka(format!("reading watermarks of `{}`", e.topic()), err))?;
-        out.push(PartitionLag {
-            topic: e.topic().to_string(),
-            partition: e.partition(),
-            lag: (high - done.max(low)).max(0),
-        });
-    }
-    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    Ok(out)
+    lag_of_committed(consumer, &committed, true, timeout)
 }

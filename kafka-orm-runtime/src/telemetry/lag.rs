@@ -24,6 +24,7 @@ pub struct PartitionLag {
     pub lag: i64,
 }
 
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use tokio::sync::watch;
 
@@ -48,12 +49,33 @@ where
     let committed = consumer
         .committed(timeout)
         .map_err(|e| Error::kafka("reading committed offsets", e))?;
+    lag_of_committed(consumer, &committed, false, timeout)
+}
+
+/// The lag of each partition in `committed` (a group's committed offsets): its high
+/// watermark minus the committed offset. A partition without a committed offset counts
+/// from its low watermark, or with `skip_uncommitted` is left out (and its watermarks not
+/// read). Sorted by topic, then partition. Blocks on the broker.
+pub(crate) fn lag_of_committed<X, K>(
+    consumer: &K,
+    committed: &TopicPartitionList,
+    skip_uncommitted: bool,
+    timeout: Duration,
+) -> Result<Vec<PartitionLag>>
+where
+    X: ConsumerContext,
+    K: Consumer<X>,
+{
     let mut out = Vec::new();
     for e in committed.elements() {
+        let done = e.offset().to_raw().filter(|o| *o >= 0);
+        if done.is_none() && skip_uncommitted {
+            continue;
+        }
         let (low, high) = consumer
             .fetch_watermarks(e.topic(), e.partition(), timeout)
             .map_err(|err| Error::kafka(format!("reading watermarks of `{}`", e.topic()), err))?;
-        let done = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(low);
+        let done = done.unwrap_or(low);
         out.push(PartitionLag {
             topic: e.topic().to_string(),
             partition: e.partition(),
