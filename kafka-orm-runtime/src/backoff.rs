@@ -50,12 +50,17 @@ impl Backoff {
 
     /// [`Self::delay`] seeded from the clock.
     pub fn delay_now(&self, attempt: u32) -> Duration {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        self.delay(attempt, nanos ^ u64::from(attempt))
+        self.delay(attempt, clock_seed() ^ u64::from(attempt))
     }
+}
+
+/// A jitter seed from the clock (nanoseconds since the epoch), as [`Backoff::delay_now`]
+/// uses it.
+pub(crate) fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

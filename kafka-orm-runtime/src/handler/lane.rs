@@ -15,6 +15,7 @@ use rdkafka::consumer::Consumer;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, watch};
 
+use super::Counters;
 use super::apply::{Apply, Attempt};
 use super::dlq::{self, Failure, RawRecord};
 use super::forward::Forwarder;
@@ -22,9 +23,8 @@ use super::limit::Limit;
 use super::observe;
 use super::partitions::{Shared, Tp};
 use super::poll::ClientGuard;
-use super::retry::{self, RETRY_DUE, RETRY_FIRST_FAILURE, RETRY_TIERS};
-use super::{Counters, OnExhausted};
-use crate::backoff::Backoff;
+use super::retry::{self, Leave, Next, RETRY_DUE, RETRY_FIRST_FAILURE, Reason, RetryPlan};
+use crate::backoff::clock_seed;
 use crate::consumer::Delivery;
 use crate::error::Error;
 use crate::middleware::ConsumeContext;
@@ -73,15 +73,6 @@ pub(crate) enum Done {
     Abandoned,
 }
 
-/// Why a message is given up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reason {
-    /// Its payload cannot be decoded: no attempt was possible.
-    Undecodable,
-    /// Every attempt failed.
-    Exhausted,
-}
-
 /// A message on its way out after failing.
 struct Failed<'a> {
     raw: &'a RawRecord,
@@ -107,7 +98,8 @@ pub(crate) struct Lane<T, H> {
     pub dlq_topic: Option<String>,
     /// Sends retry-tier and dead-letter records exactly once.
     pub forwarder: Option<Arc<Forwarder>>,
-    pub backoff: Backoff,
+    /// What follows a failed attempt (and the backoff of every wait).
+    pub retry: RetryPlan,
     pub _type: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -223,11 +215,7 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
         if tier > 0 && !self.wait_until_due(&delivery, place).await {
             return Done::Abandoned;
         }
-        let last_in_place = if tier == 0 {
-            self.shared.config.attempts
-        } else {
-            delivery.attempt
-        };
+        let last = self.retry.last_attempt(tier, delivery.attempt);
         let mut first_failure = retry::header_i64(&delivery.headers, RETRY_FIRST_FAILURE);
         let mut infra_streak = 0;
         loop {
@@ -243,34 +231,38 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
                     Counters::bump(&self.shared.counters.database_errors);
                     infra_streak += 1;
                     tracing::warn!(error = %e, "database unavailable for the handler; retrying");
-                    tokio::time::sleep(self.backoff.delay_now(infra_streak)).await;
+                    let delay = self.retry.outage_delay(infra_streak, clock_seed());
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
                 Err(Attempt::Handler(e)) => e,
             };
             infra_streak = 0;
             let first_ms = *first_failure.get_or_insert(now_ms());
-            if delivery.attempt >= last_in_place {
-                let raw = raw.unwrap_or_else(|| raw_of(&delivery));
-                let failed = Failed {
-                    raw: &raw,
-                    attempts: delivery.attempt,
-                    error: error.to_string(),
-                    first_ms,
-                    place,
-                };
-                if T::SPEC.retry_topics && usize::from(tier) < RETRY_TIERS {
-                    return self.to_retry_tier(failed, tier + 1).await;
+            let next = self
+                .retry
+                .after_failure(tier, delivery.attempt, last, clock_seed());
+            let delay = match next {
+                Next::Again(delay) => delay,
+                Next::Leave(leave) => {
+                    let raw = raw.unwrap_or_else(|| raw_of(&delivery));
+                    let failed = Failed {
+                        raw: &raw,
+                        attempts: delivery.attempt,
+                        error: error.to_string(),
+                        first_ms,
+                        place,
+                    };
+                    return self.leave(failed, Reason::Exhausted, leave).await;
                 }
-                return self.give_up(failed, Reason::Exhausted).await;
-            }
+            };
             Counters::bump(&self.shared.counters.retries);
             self.shared.metrics.retries.increment(1);
             tracing::info!(
                 topic = %delivery.topic, partition = delivery.partition, offset = delivery.offset,
                 attempt = delivery.attempt, error = %error, "handler failed; retrying"
             );
-            tokio::time::sleep(self.backoff.delay_now(delivery.attempt)).await;
+            tokio::time::sleep(delay).await;
             delivery.attempt += 1;
         }
     }
@@ -294,7 +286,8 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
             first_ms: now_ms(),
             place,
         };
-        self.give_up(failed, Reason::Undecodable).await
+        let leave = self.retry.give_up(Reason::Undecodable);
+        self.leave(failed, Reason::Undecodable, leave).await
     }
 
     /// Waits until a retry-tier message is due; false when abandoned meanwhile.
@@ -312,11 +305,26 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
         true
     }
 
-    /// Forwards a failed message to retry tier `tier`, due after that tier's delay.
-    async fn to_retry_tier(&self, failed: Failed<'_>, tier: u8) -> Done {
-        let delay = self.shared.config.retry_topic_delays[usize::from(tier) - 1];
+    /// A failed message leaves as the retry plan decided.
+    async fn leave(&self, failed: Failed<'_>, reason: Reason, leave: Leave) -> Done {
+        match (leave, &self.dlq_topic) {
+            (Leave::Tier { tier, delay }, _) => self.to_retry_tier(failed, tier, delay).await,
+            (Leave::DeadLetter, Some(dlq_topic)) => {
+                self.dead_letter(failed, dlq_topic, reason).await
+            }
+            (Leave::Skip, _) => {
+                Counters::bump(&self.shared.counters.skipped_failures);
+                tracing::error!(topic = %failed.raw.topic, partition = failed.raw.partition, offset = failed.raw.offset, attempts = failed.attempts, error = %failed.error, "handler gave up; message skipped");
+                Done::Finished
+            }
+            (Leave::Stop | Leave::DeadLetter, _) => self.stop(failed),
+        }
+    }
+
+    /// Forwards a failed message to retry tier `tier`, due after `delay`.
+    async fn to_retry_tier(&self, failed: Failed<'_>, tier: u8, delay: Duration) -> Done {
         let topic = retry::retry_topic(&self.shared.topic, tier);
-        let due = now_ms() + delay.as_millis() as i64;
+        let due = retry::due_ms(now_ms(), delay);
         let record = retry::to_tier(
             failed.raw,
             failed.attempts + 1,
@@ -333,34 +341,31 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
         done
     }
 
-    /// After the last attempt (or for an undecodable payload): dead-letter, skip or stop.
-    async fn give_up(&self, failed: Failed<'_>, reason: Reason) -> Done {
-        if let Some(dlq_topic) = &self.dlq_topic {
-            let raw = failed.raw;
-            let error = failed.error.clone();
-            let record = dlq::dead_letter(
-                raw,
-                Failure {
-                    group: &self.group,
-                    attempts: failed.attempts,
-                    error: failed.error,
-                    first_ms: failed.first_ms,
-                    last_ms: now_ms(),
-                },
-            );
-            let done = self.forward_once(dlq_topic, &record, failed.place).await;
-            if let Done::Finished = done {
-                Counters::bump(&self.shared.counters.dead_lettered);
-                self.shared.metrics.dead_lettered.increment(1);
-                tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, dlq = %dlq_topic, ?reason, error = %error, "dead-lettered");
-            }
-            return done;
+    /// After the last attempt (or for an undecodable payload), to the dead-letter topic.
+    async fn dead_letter(&self, failed: Failed<'_>, dlq_topic: &str, reason: Reason) -> Done {
+        let raw = failed.raw;
+        let error = failed.error.clone();
+        let record = dlq::dead_letter(
+            raw,
+            Failure {
+                group: &self.group,
+                attempts: failed.attempts,
+                error: failed.error,
+                first_ms: failed.first_ms,
+                last_ms: now_ms(),
+            },
+        );
+        let done = self.forward_once(dlq_topic, &record, failed.place).await;
+        if let Done::Finished = done {
+            Counters::bump(&self.shared.counters.dead_lettered);
+            self.shared.metrics.dead_lettered.increment(1);
+            tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, dlq = %dlq_topic, ?reason, error = %error, "dead-lettered");
         }
-        if reason == Reason::Exhausted && self.shared.config.on_exhausted == OnExhausted::Skip {
-            Counters::bump(&self.shared.counters.skipped_failures);
-            tracing::error!(topic = %failed.raw.topic, partition = failed.raw.partition, offset = failed.raw.offset, attempts = failed.attempts, error = %failed.error, "handler gave up; message skipped");
-            return Done::Finished;
-        }
+        done
+    }
+
+    /// Stops the handler with [`Error::HandlerFailed`]; the message stays for the next run.
+    fn stop(&self, failed: Failed<'_>) -> Done {
         let _ = self.fatal.send(Error::HandlerFailed {
             topic: failed.raw.topic.clone(),
             partition: failed.raw.partition,

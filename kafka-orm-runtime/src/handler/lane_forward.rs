@@ -57,7 +57,7 @@ impl<T: Consumable, H: Apply<T>> Lane<T, H> {
                     if self.abandoned(place) {
                         return Done::Abandoned;
                     }
-                    tokio::time::sleep(self.backoff.delay_now(streak)).await;
+                    tokio::time::sleep(self.retry.backoff.delay_now(streak)).await;
                 }
             }
         }

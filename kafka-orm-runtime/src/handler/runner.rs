@@ -26,9 +26,8 @@ use super::lane::{self, Lane, Place, Work};
 use super::limit::{self, ByLag, Limit};
 use super::partitions::{Shared, Tp};
 use super::poll::{self, ClientGuard, Polled};
-use super::retry::{self, RETRY_TIERS};
+use super::retry::{self, RETRY_TIERS, RetryPlan};
 use super::{Config, Counters, RunningHandler};
-use crate::backoff::Backoff;
 use crate::consumer;
 use crate::context::KafkaOrm;
 use crate::error::{Error, Result};
@@ -86,7 +85,7 @@ pub(crate) async fn start<T: Consumable, H: Apply<T>>(
         stopping: stopping.clone(),
         dlq_topic: T::SPEC.dlq.map(|d| orm.namespaced(d.topic)),
         forwarder,
-        backoff: Backoff::new(config.backoff, config.max_backoff),
+        retry: RetryPlan::new(&config, T::SPEC.retry_topics, T::SPEC.dlq.is_some()),
         _type: std::marker::PhantomData,
     });
     let (poll_rx, poll_stop, poller) = start_poller(&lane)?;
