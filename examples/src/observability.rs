@@ -5,8 +5,9 @@
 //! Zero setup by default, like the demo: the embedded broker and an SQLite file under
 //! `target/`. `KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL` point it at real services,
 //! `OBSERVABILITY_ADDR` (default `127.0.0.1:9464`) is where it listens, and
-//! `OBSERVABILITY_SECONDS` stops it after that long, after asking its own endpoints once
-//! (the default runs until Ctrl-C).
+//! `OBSERVABILITY_SECONDS` stops it after that long, after asking its own endpoints once:
+//! it exits with an error unless `/healthz` and `/readyz` answered 200 and `/metrics` counted
+//! relayed messages (`scripts/examples` runs it so; the default runs until Ctrl-C).
 //!
 //! ```text
 //! cargo run -p kafka-orm-examples --bin observability
@@ -198,22 +199,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds = std::env::var("OBSERVABILITY_SECONDS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok());
+    let problems = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let found = Arc::clone(&problems);
     let stop = async move {
         match seconds {
             Some(s) => {
                 tokio::time::sleep(Duration::from_secs(s)).await;
-                for path in ["/healthz", "/readyz", "/metrics"] {
-                    match ask(addr, path).await {
-                        Ok(text) => {
-                            let wanted = |l: &&str| {
-                                path != "/metrics" || l.contains("kafka_orm_relay_delivered")
-                            };
-                            let shown: Vec<&str> = text.lines().filter(wanted).take(4).collect();
-                            println!("GET {path}: {}", shown.join("\n  "));
-                        }
-                        Err(e) => println!("GET {path}: {e}"),
-                    }
-                }
+                let checked = self_check(addr).await;
+                found.lock().unwrap().extend(checked);
             }
             None => {
                 let _ = tokio::signal::ctrl_c().await;
@@ -235,5 +228,60 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "observability: stopped; the handler applied {} payments",
         stats.handled
     );
-    Ok(())
+    let problems = std::mem::take(&mut *problems.lock().unwrap());
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "observability: its own endpoints said: {}",
+            problems.join("; ")
+        )
+        .into())
+    }
+}
+
+/// Once the metrics count a relayed message (or after 30 s), asks `/healthz`, `/readyz` and
+/// `/metrics`, prints what they said, and returns what was wrong: a probe not answering 200, or no relayed message counted in the metrics.
+async fn self_check(addr: std::net::SocketAddr) -> Vec<String> {
+    // The first relayed message may take a few seconds on a cold start: wait up to 30 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        match ask(addr, "/metrics").await {
+            Ok(text) if relayed_some(&text) => break,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let mut problems = Vec::new();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let text = match ask(addr, path).await {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(format!("GET {path}: {e}"));
+                continue;
+            }
+        };
+        let wanted = |l: &&str| path != "/metrics" || l.contains("kafka_orm_relay_delivered");
+        let shown: Vec<&str> = text.lines().filter(wanted).take(4).collect();
+        println!("GET {path}: {}", shown.join("\n  "));
+        if !text
+            .lines()
+            .next()
+            .is_some_and(|status| status.contains(" 200 "))
+        {
+            problems.push(format!("GET {path}: {}", shown.join(" ")));
+        }
+        if path == "/metrics" && !relayed_some(&text) {
+            problems.push("GET /metrics: kafka_orm_relay_delivered is missing or 0".into());
+        }
+    }
+    problems
+}
+
+/// Whether a `kafka_orm_relay_delivered...` sample in Prometheus text is above zero.
+fn relayed_some(metrics: &str) -> bool {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("kafka_orm_relay_delivered"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .any(|v| v > 0.0)
 }
