@@ -382,20 +382,12 @@ impl<T> TopicConsumer<T> {
         }
         let consumer = Arc::clone(&self.consumer);
         drop(self);
-        let closed = tokio::task::spawn_blocking(move || {
+        crate::offthread::close_within(timeout, "kafka-orm consumer", move || {
             consumer.get().unsubscribe();
             drop(consumer);
-        });
-        match tokio::time::timeout(timeout, closed).await {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                tracing::warn!(
-                    ?timeout,
-                    "kafka-orm consumer did not close in time; left to finish in the background"
-                );
-                Ok(())
-            }
-        }
+        })
+        .await;
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! transactional pipeline's producer and consumer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 
@@ -46,6 +47,25 @@ impl<C: Send + Sync + 'static> Drop for OffThread<C> {
                 });
         }
     }
+}
+
+/// Runs `close` (unsubscribing, dropping clients: calls that can wait on the broker) on a
+/// blocking thread and waits at most `timeout` for it; past that the close goes on in the
+/// background and a warning names `what`. Whether it finished in time.
+pub(crate) async fn close_within(
+    timeout: Duration,
+    what: &str,
+    close: impl FnOnce() + Send + 'static,
+) -> bool {
+    let closing = tokio::task::spawn_blocking(close);
+    let in_time = tokio::time::timeout(timeout, closing).await.is_ok();
+    if !in_time {
+        tracing::warn!(
+            ?timeout,
+            "{what} did not close in time; left to finish in the background"
+        );
+    }
+    in_time
 }
 
 /// A consumer, unsubscribed before it is destroyed.

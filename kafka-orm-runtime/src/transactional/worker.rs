@@ -262,19 +262,14 @@ impl<T: Consumable> Worker<T> {
     pub(super) async fn close(mut self, timeout: Duration) {
         let consumer = self.consumer.take();
         let producer = self.producer.take();
-        let closing = tokio::task::spawn_blocking(move || {
+        crate::offthread::close_within(timeout, "transactional pipeline", move || {
             if let Some(c) = consumer {
                 c.unsubscribe();
                 drop(c);
             }
             drop(producer);
-        });
-        if tokio::time::timeout(timeout, closing).await.is_err() {
-            tracing::warn!(
-                ?timeout,
-                "transactional pipeline did not close in time; left to finish in the background"
-            );
-        }
+        })
+        .await;
         tracing::info!(transactional_id = %self.config.transactional_id, "transactional pipeline stopped");
     }
 }
