@@ -14,9 +14,9 @@ mod security_section;
 use super::admin::create_topics;
 use super::direction::Directions;
 use super::embedded::EmbeddedBroker;
-use super::{BOOTSTRAP_ENV, Inner, KafkaOrm, client_config};
+use super::{BOOTSTRAP_ENV, Inner, KafkaOrm, Tuning, client_config};
 use crate::error::{Error, Result};
-use crate::middleware::{ConsumeLayer, ConsumeLayers, ProduceLayer, ProduceLayers};
+use crate::middleware::{ConsumeLayer, ProduceLayer};
 use crate::security::{self, Security};
 use crate::{connect, defaults, registry, schema};
 
@@ -47,12 +47,7 @@ pub struct KafkaOrmBuilder {
     create_topics: bool,
     migrate: bool,
     connect_timeout: Duration,
-    send_timeout: Duration,
-    consumer_buffer: usize,
-    metrics_interval: Duration,
-    shutdown_timeout: Duration,
-    consume_layers: ConsumeLayers,
-    produce_layers: ProduceLayers,
+    tuning: Tuning,
 }
 
 impl KafkaOrm {
@@ -71,12 +66,7 @@ impl KafkaOrm {
             create_topics: true,
             migrate: true,
             connect_timeout: defaults::CONNECT_TIMEOUT,
-            send_timeout: defaults::SEND_TIMEOUT,
-            consumer_buffer: defaults::CONSUMER_BUFFER,
-            metrics_interval: defaults::METRICS_INTERVAL,
-            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
-            consume_layers: ConsumeLayers::default(),
-            produce_layers: ProduceLayers::default(),
+            tuning: Tuning::default(),
         }
     }
 }
@@ -108,12 +98,12 @@ impl std::fmt::Debug for KafkaOrmBuilder {
             .field("create_topics", &self.create_topics)
             .field("migrate", &self.migrate)
             .field("connect_timeout", &self.connect_timeout)
-            .field("send_timeout", &self.send_timeout)
-            .field("consumer_buffer", &self.consumer_buffer)
-            .field("metrics_interval", &self.metrics_interval)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("consume_layers", &self.consume_layers.len())
-            .field("produce_layers", &self.produce_layers.len())
+            .field("send_timeout", &self.tuning.send_timeout)
+            .field("consumer_buffer", &self.tuning.consumer_buffer)
+            .field("metrics_interval", &self.tuning.metrics_interval)
+            .field("shutdown_timeout", &self.tuning.shutdown_timeout)
+            .field("consume_layers", &self.tuning.consume_layers.len())
+            .field("produce_layers", &self.tuning.produce_layers.len())
             .finish()
     }
 }
@@ -246,14 +236,14 @@ impl KafkaOrmBuilder {
     /// [`defaults::SEND_TIMEOUT`]); delivery
     /// itself is bounded by librdkafka's `message.timeout.ms`.
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
-        self.send_timeout = timeout;
+        self.tuning.send_timeout = timeout;
         self
     }
 
     /// How many decoded messages a consumer buffers ahead of the caller (default
     /// [`defaults::CONSUMER_BUFFER`]).
     pub fn consumer_buffer(mut self, messages: usize) -> Self {
-        self.consumer_buffer = messages;
+        self.tuning.consumer_buffer = messages;
         self
     }
 
@@ -262,7 +252,7 @@ impl KafkaOrmBuilder {
     /// handlers and streams (on a thread of each consumer's own) and the outbox backlog and
     /// oldest age (by each relay). See [`crate::telemetry`].
     pub fn metrics_interval(mut self, interval: Duration) -> Self {
-        self.metrics_interval = interval.max(Duration::from_millis(10));
+        self.tuning.metrics_interval = interval.max(Duration::from_millis(10));
         self
     }
 
@@ -270,7 +260,7 @@ impl KafkaOrmBuilder {
     /// [`defaults::SHUTDOWN_TIMEOUT`]): of stream consumers, and of handlers, relays and
     /// pipelines unless their builder's `shutdown_timeout` says otherwise.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.tuning.shutdown_timeout = timeout;
         self
     }
 
@@ -285,7 +275,7 @@ impl KafkaOrmBuilder {
     ///     .build().await?;
     /// ```
     pub fn consume_layer(mut self, layer: impl ConsumeLayer + 'static) -> Self {
-        self.consume_layers.push(layer);
+        self.tuning.consume_layers.push(layer);
         self
     }
 
@@ -300,7 +290,7 @@ impl KafkaOrmBuilder {
     ///     .build().await?;
     /// ```
     pub fn produce_layer(mut self, layer: impl ProduceLayer + 'static) -> Self {
-        self.produce_layers.push(layer);
+        self.tuning.produce_layers.push(layer);
         self
     }
 
@@ -352,12 +342,7 @@ impl KafkaOrmBuilder {
                 database: self.database,
                 topics,
                 directions: self.directions,
-                send_timeout: self.send_timeout,
-                consumer_buffer: self.consumer_buffer,
-                metrics_interval: self.metrics_interval,
-                shutdown_timeout: self.shutdown_timeout,
-                consume_layers: self.consume_layers,
-                produce_layers: self.produce_layers,
+                tuning: self.tuning,
                 _embedded: embedded,
             }),
         })

@@ -91,12 +91,24 @@ impl<T: Topic> TopicHandle<T> {
         self.orm.may_produce(T::SPEC)?;
         let msg = producer::encode(value, headers)?;
         let inner = &self.orm.inner;
-        if inner.produce_layers.is_empty() {
-            return producer::send(&inner.producer, &self.name(), msg, inner.send_timeout).await;
+        if inner.tuning.produce_layers.is_empty() {
+            return producer::send(
+                &inner.producer,
+                &self.name(),
+                msg,
+                inner.tuning.send_timeout,
+            )
+            .await;
         }
         let kind = value.message_type();
-        (inner.produce_layers)
-            .send(&inner.producer, self.name(), kind, msg, inner.send_timeout)
+        (inner.tuning.produce_layers)
+            .send(
+                &inner.producer,
+                self.name(),
+                kind,
+                msg,
+                inner.tuning.send_timeout,
+            )
             .await
     }
 
@@ -114,15 +126,22 @@ impl<T: Topic> TopicHandle<T> {
             .map(|v| Ok((v.message_type(), producer::encode(v, Headers::new())?)))
             .collect::<Result<Vec<_>>>()?;
         let inner = &self.orm.inner;
-        let (layers, topic) = (&inner.produce_layers, self.name());
+        let (layers, topic) = (&inner.tuning.produce_layers, self.name());
         if layers.is_empty() {
             let msgs = msgs.into_iter().map(|(_, m)| m).collect();
-            return producer::send_all(&inner.producer, &topic, msgs, inner.send_timeout).await;
+            return producer::send_all(&inner.producer, &topic, msgs, inner.tuning.send_timeout)
+                .await;
         }
         // Each message through the layers on its own, all of them at once (librdkafka
         // batches the sends).
         try_join_all(msgs.into_iter().map(|(kind, m)| {
-            layers.send(&inner.producer, topic.clone(), kind, m, inner.send_timeout)
+            layers.send(
+                &inner.producer,
+                topic.clone(),
+                kind,
+                m,
+                inner.tuning.send_timeout,
+            )
         }))
         .await
     }
@@ -152,9 +171,9 @@ impl<T: Topic> TopicHandle<T> {
             consumer,
             topic,
             group,
-            inner.consumer_buffer,
-            inner.metrics_interval,
-            inner.shutdown_timeout,
+            inner.tuning.consumer_buffer,
+            inner.tuning.metrics_interval,
+            inner.tuning.shutdown_timeout,
         ))
     }
 }

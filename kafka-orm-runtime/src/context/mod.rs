@@ -45,6 +45,33 @@ pub struct KafkaOrm {
     inner: Arc<Inner>,
 }
 
+/// The settings a context keeps as its builder collected them: timeouts, buffers and
+/// middleware (the builder holds one while it is configured).
+#[derive(Clone)]
+struct Tuning {
+    send_timeout: Duration,
+    consumer_buffer: usize,
+    metrics_interval: Duration,
+    shutdown_timeout: Duration,
+    /// Around every handler ([`crate::middleware`]).
+    consume_layers: ConsumeLayers,
+    /// Around every produce and publish.
+    produce_layers: ProduceLayers,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            send_timeout: crate::defaults::SEND_TIMEOUT,
+            consumer_buffer: crate::defaults::CONSUMER_BUFFER,
+            metrics_interval: crate::defaults::METRICS_INTERVAL,
+            shutdown_timeout: crate::defaults::SHUTDOWN_TIMEOUT,
+            consume_layers: ConsumeLayers::default(),
+            produce_layers: ProduceLayers::default(),
+        }
+    }
+}
+
 struct Inner {
     bootstrap: String,
     namespace: String,
@@ -57,14 +84,8 @@ struct Inner {
     topics: Vec<&'static TopicSpec>,
     /// What the service declared it produces and consumes; `None`: every type both ways.
     directions: Option<direction::Directions>,
-    send_timeout: Duration,
-    consumer_buffer: usize,
-    metrics_interval: Duration,
-    shutdown_timeout: Duration,
-    /// Around every handler ([`crate::middleware`]).
-    consume_layers: ConsumeLayers,
-    /// Around every produce and publish.
-    produce_layers: ProduceLayers,
+    /// Timeouts, buffers and middleware, as the builder collected them.
+    tuning: Tuning,
     // Declared last: the embedded broker outlives the clients above.
     _embedded: Option<EmbeddedBroker>,
 }
@@ -116,27 +137,27 @@ impl KafkaOrm {
     }
 
     pub(crate) fn send_timeout(&self) -> Duration {
-        self.inner.send_timeout
+        self.inner.tuning.send_timeout
     }
 
     /// The context's consume layers, outermost first.
     pub(crate) fn consume_layers(&self) -> &ConsumeLayers {
-        &self.inner.consume_layers
+        &self.inner.tuning.consume_layers
     }
 
     /// The context's produce layers, outermost first.
     pub(crate) fn produce_layers(&self) -> &ProduceLayers {
-        &self.inner.produce_layers
+        &self.inner.tuning.produce_layers
     }
 
     /// The default of every `shutdown()`'s wait (streams, handlers, relays, pipelines).
     pub(crate) fn shutdown_timeout(&self) -> Duration {
-        self.inner.shutdown_timeout
+        self.inner.tuning.shutdown_timeout
     }
 
     /// How often lag and outbox backlog gauges are sampled.
     pub(crate) fn metrics_interval(&self) -> Duration {
-        self.inner.metrics_interval
+        self.inner.tuning.metrics_interval
     }
 
     /// The in-process broker of an [`embedded`](KafkaOrmBuilder::embedded) context.

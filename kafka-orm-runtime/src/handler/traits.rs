@@ -57,12 +57,7 @@ pub trait Handler<T>: Send + Sync + 'static {
     where
         T: Sync,
     {
-        async move {
-            for msg in msgs {
-                self.handle(txn, msg).await?;
-            }
-            Ok(())
-        }
+        in_order(msgs, move |msg| self.handle(txn, msg))
     }
 }
 
@@ -94,11 +89,21 @@ pub trait HandlerWithoutDatabase<T>: Send + Sync + 'static {
     where
         T: Sync,
     {
-        async move {
-            for msg in msgs {
-                self.handle(msg).await?;
-            }
-            Ok(())
-        }
+        in_order(msgs, move |msg| self.handle(msg))
     }
+}
+
+/// The default batch: `handle` for each message in order, stopping at the first error.
+async fn in_order<'a, T, F, Fut>(
+    msgs: &'a [&'a Delivery<T>],
+    mut handle: F,
+) -> Result<(), HandlerError>
+where
+    F: FnMut(&'a Delivery<T>) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>>,
+{
+    for msg in msgs {
+        handle(msg).await?;
+    }
+    Ok(())
 }
