@@ -232,7 +232,9 @@ impl<T: Consumable> Worker<T> {
                 .await
                 .map_err(|_| Stop::Error(Error::Shutdown))?;
             match result {
-                Err(KafkaError::Transaction(ref e)) if e.is_retriable() && tries < crate::defaults::OPERATION_TRIES => {
+                Err(KafkaError::Transaction(ref e))
+                    if e.is_retriable() && tries < crate::defaults::OPERATION_TRIES =>
+                {
                     tracing::warn!(error = %e, tries, "transactional pipeline: {what} failed; retrying");
                 }
                 other => return Ok(other),
